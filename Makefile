@@ -1,0 +1,50 @@
+# Every target does its own set-up: a fresh clone needs only python3 and make.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PY39 ?= python3.9
+VENV39 ?= .venv39
+
+.PHONY: help venv lint typecheck unit test test-py39 demo bench clean
+
+help:
+	@echo "make test     lint, type-check and run the whole test suite (what CI runs)"
+	@echo "make demo     run a receiver and an agent with virtual sensors on this machine"
+	@echo "make bench    print the agent's benchmark figures"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[agent,receiver,test,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent receiver tests bench
+	$(BIN)/ruff format --check agent receiver tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+# The agent must run on Raspberry Pi OS bullseye's Python 3.9: run its tests there too.
+$(VENV39)/.installed: pyproject.toml
+	$(PY39) -m venv $(VENV39)
+	$(VENV39)/bin/pip install --quiet --upgrade pip
+	$(VENV39)/bin/pip install --quiet -e '.[agent,test]'
+	touch $@
+
+test-py39: $(VENV39)/.installed
+	$(VENV39)/bin/pytest -q tests/agent
+
+test: lint typecheck unit test-py39
+
+bench: $(STAMP)
+	$(BIN)/python bench/agent_bench.py
+
+clean:
+	rm -rf $(VENV) $(VENV39) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
