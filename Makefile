@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check agent receiver tests bench
-	$(BIN)/ruff format --check agent receiver tests bench
+	$(BIN)/ruff check agent receiver tests bench scripts
+	$(BIN)/ruff format --check agent receiver tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -42,6 +42,9 @@ test-py39: $(VENV39)/.installed
 	$(VENV39)/bin/pytest -q tests/agent
 
 test: lint typecheck unit test-py39
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/agent_bench.py

@@ -8,8 +8,18 @@ from typing import Optional
 
 from beam_agent.drivers.base import Driver, DriverError, Option, OptionError
 
-__all__ = ["BUILTIN_DRIVERS", "ENTRY_POINT_GROUP", "Driver", "DriverError", "DriverLoadError",
-           "Option", "OptionError", "available_drivers", "load_driver", "resolve_driver"]
+__all__ = [
+    "BUILTIN_DRIVERS",
+    "ENTRY_POINT_GROUP",
+    "Driver",
+    "DriverError",
+    "DriverLoadError",
+    "Option",
+    "OptionError",
+    "available_drivers",
+    "load_driver",
+    "resolve_driver",
+]
 
 ENTRY_POINT_GROUP = "beam_agent.drivers"
 

@@ -26,8 +26,14 @@ class OptionError(ValueError):
 
 _REQUIRED: Any = object()
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-               list: "a list", dict: "a table"}
+_KIND_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "a list",
+    dict: "a table",
+}
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,10 @@ class Option:
         kind = self.kind
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
-            raise OptionError(self.name, f"must be {_KIND_NAMES.get(kind, kind.__name__)}, "
-                                         f"got {value!r}")
+        if not is_kind(value, kind):
+            raise OptionError(
+                self.name, f"must be {_KIND_NAMES.get(kind, kind.__name__)}, got {value!r}"
+            )
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
             raise OptionError(self.name, f"must be one of {allowed}, got {value!r}")
@@ -66,6 +73,11 @@ class Option:
         kind = self.kind.__name__
         default = "required" if self.required else f"default {self.default!r}"
         return f"{self.name} ({kind}, {default}): {self.help}".rstrip(": ")
+
+
+def is_kind(value: Any, kind: type) -> bool:
+    """isinstance, except that a TOML boolean is not an integer."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
 
 
 Emit = Callable[[Sample], None]

@@ -1,0 +1,97 @@
+"""Heartbeat and registration payloads: how the receiver knows a node is alive and healthy."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import psutil
+
+from beam_agent import PROTOCOL_VERSION, __version__
+from beam_agent.config import AgentConfig
+from beam_agent.reading import format_timestamp, utc_now
+
+
+def local_ip_address(api_url: str) -> Optional[str]:
+    """The address this node uses to reach the receiver (a UDP connect sends no packet)."""
+    parts = urlsplit(api_url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        family = socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0]
+        with socket.socket(family[0], socket.SOCK_DGRAM) as sock:
+            sock.connect(family[4])
+            address: str = sock.getsockname()[0]
+            return address
+    except OSError:
+        return None
+
+
+def system_vitals() -> dict[str, Any]:
+    """A few cheap numbers that tell an operator whether the node itself is in trouble."""
+    memory = psutil.virtual_memory()
+    load1, load5, load15 = psutil.getloadavg()
+    vitals: dict[str, Any] = {
+        "cpu_percent": psutil.cpu_percent(interval=None),
+        "memory_percent": memory.percent,
+        "load1": load1,
+        "load5": load5,
+        "load15": load15,
+    }
+    try:
+        vitals["disk_percent"] = psutil.disk_usage("/").percent
+    except OSError:
+        vitals["disk_percent"] = None
+    process = psutil.Process()
+    with process.oneshot():
+        vitals["agent_rss_bytes"] = process.memory_info().rss
+        times = process.cpu_times()
+        vitals["agent_cpu_seconds"] = round(times.user + times.system, 3)
+    return vitals
+
+
+def heartbeat(
+    config: AgentConfig,
+    queue_status: Mapping[str, Any],
+    sensor_stats: Mapping[str, Mapping[str, Any]],
+    started_at: float,
+    ip_address: Optional[str],
+) -> dict[str, Any]:
+    counters = queue_status.get("counters", {})
+    metrics: dict[str, Any] = {
+        "queue_depth": queue_status.get("depth"),
+        "oldest_queued_age_s": queue_status.get("oldest_queued_age_s"),
+        "pushed": counters.get("pushed"),
+        "dropped": counters.get("dropped"),
+        "evicted": counters.get("evicted"),
+        "dead_lettered": counters.get("dead_lettered"),
+        "duplicates_acknowledged": counters.get("duplicates_acknowledged"),
+        "last_seq": counters.get("last_seq"),
+        "sensor_errors": {name: stats.get("errors", 0) for name, stats in sensor_stats.items()},
+        **system_vitals(),
+    }
+    return {
+        "node_id": config.device_id,
+        "role": config.role,
+        "timestamp": format_timestamp(utc_now()),
+        "uptime_seconds": round(time.monotonic() - started_at, 3),
+        "software_version": __version__,
+        "ip_address": ip_address,
+        "metrics": metrics,
+        "tags": dict(config.tags),
+        "protocol_version": PROTOCOL_VERSION,
+    }
+
+
+def registration(config: AgentConfig, ip_address: Optional[str]) -> dict[str, Any]:
+    return {
+        "node_id": config.device_id,
+        "role": config.role,
+        "hostname": socket.gethostname(),
+        "ip_address": ip_address,
+        "software_version": __version__,
+        "tags": dict(config.tags),
+    }

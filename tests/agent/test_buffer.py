@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import threading
+import time
+
+from beam_agent.buffer import HandoffBuffer
+
+
+def test_bounded_and_counts_refusals() -> None:
+    buffer: HandoffBuffer[int] = HandoffBuffer(capacity=3)
+    assert [buffer.put(i) for i in range(5)] == [True, True, True, False, False]
+    assert buffer.refused == 2
+    assert buffer.take(10, wait_s=0) == [0, 1, 2]
+    assert len(buffer) == 0
+
+
+def test_take_waits_for_an_item_and_lingers_for_more() -> None:
+    buffer: HandoffBuffer[int] = HandoffBuffer()
+
+    def producer() -> None:
+        for i in range(5):
+            buffer.put(i)
+            time.sleep(0.01)
+
+    threading.Thread(target=producer).start()
+    batch = buffer.take(100, wait_s=5, linger_s=1.0)
+    assert batch[0] == 0 and batch == sorted(batch)
+    rest = []
+    while len(batch) + len(rest) < 5:
+        rest += buffer.take(100, wait_s=5)
+    assert batch + rest == [0, 1, 2, 3, 4]
+
+
+def test_take_returns_empty_after_wait() -> None:
+    buffer: HandoffBuffer[int] = HandoffBuffer()
+    assert buffer.take(10, wait_s=0.05) == []
+
+
+def test_take_respects_max_items() -> None:
+    buffer: HandoffBuffer[int] = HandoffBuffer()
+    for i in range(10):
+        buffer.put(i)
+    assert buffer.take(4, wait_s=0, linger_s=0.5) == [0, 1, 2, 3]
