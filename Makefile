@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PY39 ?= python3.9
+# pyenv keeps 3.9 off PATH (its shim refuses), so look in its versions too.
+PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
+          $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
 .PHONY: help venv lint typecheck unit test test-py39 demo bench clean
@@ -38,8 +40,14 @@ $(VENV39)/.installed: pyproject.toml
 	$(VENV39)/bin/pip install --quiet -e '.[agent,test]'
 	touch $@
 
+ifeq ($(strip $(PY39)),)
+test-py39:
+	@if [ -n "$$CI" ]; then echo "CI needs Python 3.9 for the agent tests: none found" >&2; exit 1; fi
+	@echo "WARNING: no Python 3.9 found; the agent's Python 3.9 tests did not run" >&2
+else
 test-py39: $(VENV39)/.installed
-	$(VENV39)/bin/pytest -q tests/agent
+	$(VENV39)/bin/pytest -q -p no:cacheprovider tests/agent
+endif
 
 test: lint typecheck unit test-py39
 

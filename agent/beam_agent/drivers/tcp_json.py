@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from beam_agent.drivers.base import Driver, DriverError, Emit, Option, OptionError
-from beam_agent.drivers.serial_port import POLL_INTERVAL_S, LineSplitter, SkipCounter
+from beam_agent.drivers.lines import LineSplitter, SkipCounter
+from beam_agent.drivers.serial_port import POLL_INTERVAL_S
 from beam_agent.reading import Sample
 
 
