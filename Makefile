@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: help venv lint typecheck unit test test-py39 demo bench clean
+.PHONY: help venv browser lint typecheck unit test test-py39 demo bench clean
 
 help:
 	@echo "make test     lint, type-check and run the whole test suite (what CI runs)"
@@ -30,7 +30,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The dashboard's browser test drives Debian's Chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq chromium fonts-liberation >/dev/null; \
+	  else echo "install Chromium (Debian: apt-get install chromium) for the browser test" >&2; exit 1; fi; }
+
+unit: $(STAMP) browser
 	$(BIN)/pytest -q
 
 # The agent must run on Raspberry Pi OS bullseye's Python 3.9: run its tests there too.

@@ -1,0 +1,66 @@
+"""create_app(config): the Flask application factory; every blueprint is registered here."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from beam_receiver.api import register_api
+from beam_receiver.auth import init_auth, load_credentials
+from beam_receiver.config import ReceiverConfig
+from beam_receiver.dashboard import init_dashboard
+from beam_receiver.errors import register_error_handlers
+from beam_receiver.fleet import nodes_of
+from beam_receiver.inventory import load_expected_nodes
+from beam_receiver.metrics import ReceiverMetrics
+from beam_receiver.reloading import ReloadingFile
+from beam_receiver.requestlog import init_request_logging
+from beam_receiver.secret_key import load_or_create_secret_key
+from beam_receiver.state import EXTENSION_KEY, ReceiverState
+from beam_receiver.storage import Database
+
+
+def create_app(config: ReceiverConfig) -> Flask:
+    """A ready app: schema migrated, tokens and expected nodes loaded, session key in place.
+
+    Raises ConfigError for a broken tokens or expected-nodes file, sqlite3.Error when the
+    database cannot be opened, and SecretKeyError for an unusable session key file.
+    """
+    database = Database(config.database, config.busy_timeout_ms, config.synchronous)
+    database.migrate()
+    credentials = ReloadingFile(config.tokens_file, load_credentials)
+    expected_nodes = (
+        ReloadingFile(config.expected_nodes_file, load_expected_nodes)
+        if config.expected_nodes_file is not None
+        else None
+    )
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=load_or_create_secret_key(config.secret_key_path),
+        MAX_CONTENT_LENGTH=config.max_body_bytes,
+        SESSION_COOKIE_NAME="beam_receiver_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.session_cookie_secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=config.session_cookie_secure,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    # Node ages are read from this app's own state whenever /metrics is scraped.
+    metrics = ReceiverMetrics(lambda: nodes_of(app.extensions[EXTENSION_KEY]))
+    app.extensions[EXTENSION_KEY] = ReceiverState(
+        config=config,
+        database=database,
+        credentials=credentials,
+        expected_nodes=expected_nodes,
+        metrics=metrics,
+    )
+
+    init_auth(app)
+    register_error_handlers(app)
+    init_request_logging(app)
+    register_api(app)
+    init_dashboard(app)
+    return app

@@ -1,0 +1,249 @@
+"""Who is calling: devices and operators by bearer token, people by dashboard login.
+
+The tokens file holds only SHA-256 hashes of tokens (`sha256:<hex>`) and werkzeug password
+hashes, so a copy of it grants nothing. A presented token is hashed and compared with every
+stored hash in constant time. The file is re-read when it changes (and gunicorn's SIGHUP
+starts fresh workers that read it), so tokens rotate without a restart.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar, cast
+
+import flask_login  # type: ignore[import-untyped]
+from flask import Flask, g, request
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from beam_receiver.config import ConfigError, Problem, read_toml
+from beam_receiver.errors import ApiError
+from beam_receiver.state import get_state
+
+TOKEN_HASH_PATTERN = re.compile(r"sha256:([0-9a-fA-F]{64})")
+SECTIONS = ("devices", "operators", "users")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The parsed tokens file: device and operator token hashes, dashboard password hashes."""
+
+    devices: dict[str, str] = field(default_factory=dict)  # device_id -> hex digest
+    operators: dict[str, str] = field(default_factory=dict)  # name -> hex digest
+    users: dict[str, str] = field(default_factory=dict)  # username -> werkzeug hash
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: kind is "device", "operator" or "user" (dashboard session)."""
+
+    kind: str
+    name: str
+
+
+def hash_token(token: str) -> str:
+    """What the tokens file stores for a token: `sha256:<hex>`."""
+    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    """What the tokens file's [users] table stores for a password (werkzeug's scrypt)."""
+    return generate_password_hash(password)
+
+
+def parse_credentials(data: dict[str, Any], path: Path) -> Credentials:
+    problems: list[Problem] = []
+    for key in sorted(set(data) - set(SECTIONS)):
+        problems.append(Problem(key, "unknown table (known: devices, operators, users)"))
+    tables: dict[str, dict[str, str]] = {name: {} for name in SECTIONS}
+    for section in SECTIONS:
+        entries = data.get(section, {})
+        if not isinstance(entries, dict):
+            problems.append(Problem(section, "must be a table of name = hash"))
+            continue
+        for name, value in entries.items():
+            where = f"{section}.{name}"
+            if not name.strip():
+                problems.append(Problem(where, "the name must not be empty"))
+            elif not isinstance(value, str):
+                problems.append(Problem(where, "must be a string"))
+            elif section == "users":
+                if "$" not in value:
+                    problems.append(
+                        Problem(where, "must be a hash from `beam-receiver hash-password`")
+                    )
+                else:
+                    tables[section][name] = value
+            else:
+                match = TOKEN_HASH_PATTERN.fullmatch(value)
+                if match is None:
+                    problems.append(
+                        Problem(
+                            where, "must be sha256:<64 hex digits> (`beam-receiver hash-token`)"
+                        )
+                    )
+                else:
+                    tables[section][name] = match.group(1).lower()
+    if problems:
+        raise ConfigError(path, problems)
+    return Credentials(
+        devices=tables["devices"], operators=tables["operators"], users=tables["users"]
+    )
+
+
+def load_credentials(path: Path) -> Credentials:
+    """Read the tokens file; raises ConfigError naming each bad key and the file."""
+    return parse_credentials(read_toml(path), path)
+
+
+def _match(digest: str, table: dict[str, str]) -> Optional[str]:
+    """The name whose stored hash equals digest; every entry is compared, in constant time."""
+    found = None
+    for name, stored in table.items():
+        if hmac.compare_digest(stored, digest) and found is None:
+            found = name
+    return found
+
+
+def identify_token(credentials: Credentials, token: str) -> Optional[Caller]:
+    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    device = _match(digest, credentials.devices)
+    operator = _match(digest, credentials.operators)
+    if device is not None:
+        return Caller("device", device)
+    if operator is not None:
+        return Caller("operator", operator)
+    return None
+
+
+def bearer_token() -> Optional[str]:
+    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def authenticate_token() -> Optional[Caller]:
+    """The caller named by the bearer token; 401 for a token the tokens file does not hold."""
+    token = bearer_token()
+    if token is None:
+        return None
+    caller = identify_token(get_state().credentials.current(), token)
+    if caller is None:
+        raise _unauthorized("The bearer token is not in the receiver's tokens file.")
+    return caller
+
+
+def require_device(view: F) -> F:
+    """The view is for devices writing as themselves; sets g.caller."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        caller = authenticate_token()
+        if caller is None:
+            raise _unauthorized("Send the device token as `Authorization: Bearer <token>`.")
+        if caller.kind != "device":
+            raise ApiError(
+                403, "forbidden", f"{caller.kind} {caller.name!r} may read but not write."
+            )
+        claimed = request.headers.get("X-Beam-Device")
+        if claimed is not None and claimed != caller.name:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"This token belongs to {caller.name!r}, not {claimed[:128]!r}.",
+                [{"field": "X-Beam-Device", "message": "does not match the token"}],
+            )
+        g.caller = caller
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def require_operator(view: F) -> F:
+    """The view is for operators: an operator token, or a logged-in dashboard session."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        caller = authenticate_token()
+        if caller is None:
+            user = flask_login.current_user
+            if not user.is_authenticated:
+                raise _unauthorized(
+                    "Send an operator token as `Authorization: Bearer <token>`,"
+                    " or log in to the dashboard."
+                )
+            caller = Caller("user", str(user.get_id()))
+        elif caller.kind != "operator":
+            raise ApiError(
+                403, "forbidden", f"Device {caller.name!r} may write its own data but not read."
+            )
+        g.caller = caller
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def current_caller() -> Optional[Caller]:
+    caller: Optional[Caller] = g.get("caller")
+    return caller
+
+
+# -- dashboard users -------------------------------------------------------------------------
+
+
+class DashboardUser(flask_login.UserMixin):  # type: ignore[misc]
+    """A person logged in to the dashboard; the id is the [users] name."""
+
+    def __init__(self, name: str) -> None:
+        self.id = name
+        self.name = name
+
+    def get_id(self) -> str:
+        return self.name
+
+
+@functools.lru_cache(maxsize=1)
+def _decoy_hash() -> str:
+    """Checked against when the username is unknown, so both cases take as long."""
+    return generate_password_hash("beam-receiver-decoy-password")
+
+
+def check_user(username: str, password: str) -> bool:
+    """True when the [users] table holds username and the password matches its hash."""
+    stored = get_state().credentials.current().users.get(username)
+    if stored is None:
+        check_password_hash(_decoy_hash(), password)
+        return False
+    try:
+        return check_password_hash(stored, password)
+    except (ValueError, TypeError):  # a hash werkzeug cannot read: no login, not a 500
+        return False
+
+
+def load_dashboard_user(name: str) -> Optional[DashboardUser]:
+    """The user for a session, while the tokens file still lists them."""
+    if name in get_state().credentials.current().users:
+        return DashboardUser(name)
+    return None
+
+
+def init_auth(app: Flask) -> flask_login.LoginManager:
+    """Flask-Login for the dashboard; API views use require_device / require_operator."""
+    manager = flask_login.LoginManager()
+    manager.login_view = "dashboard.login"
+    manager.login_message = "Log in to see the fleet."
+    manager.user_loader(load_dashboard_user)
+    manager.init_app(app)
+    return manager

@@ -1,0 +1,298 @@
+/* beam-receiver dashboard: draws one uPlot chart per (sensor, numeric payload field) of a
+ * node from /api/analytics/series, over the range picked in the range selector.
+ *
+ * State is reported on #charts as data attributes (data-state, data-charts, data-points) and
+ * per chart (data-points), so people and the browser test can see what was drawn. */
+(function () {
+  "use strict";
+
+  var section = document.getElementById("charts");
+  if (!section) {
+    return;
+  }
+  var nodeId = section.dataset.nodeId;
+  var apiRoot = section.dataset.apiRoot || "";
+  var grid = document.getElementById("chart-grid");
+  var message = document.getElementById("charts-message");
+  var rangeLinks = Array.prototype.slice.call(section.querySelectorAll(".ranges a[data-range]"));
+  var CHART_HEIGHT = 220;
+  var charts = [];
+  var generation = 0;
+
+  function apiUrl(path, params) {
+    return apiRoot + path + "?" + new URLSearchParams(params).toString();
+  }
+
+  function getJson(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (response.ok) {
+          return response.json();
+        }
+        return response.json().then(
+          function (body) {
+            throw new Error((body && body.message) || response.status + " " + response.statusText);
+          },
+          function () {
+            throw new Error(response.status + " " + response.statusText);
+          }
+        );
+      });
+  }
+
+  function isNumber(value) {
+    return typeof value === "number" && isFinite(value);
+  }
+
+  /* Epoch seconds from an RFC 3339 string or a number; NaN when neither. */
+  function toSeconds(value) {
+    if (isNumber(value)) {
+      return value;
+    }
+    if (typeof value === "string") {
+      return Date.parse(value) / 1000;
+    }
+    return NaN;
+  }
+
+  /* [{sensor, sensorType, fields: [...]}] from the latest reading of each sensor. */
+  function sensorsFromLatest(body) {
+    var readings = body.readings || [];
+    var sensors = [];
+    readings.forEach(function (reading) {
+      var payload = reading.payload || {};
+      var fields = Object.keys(payload).filter(function (key) {
+        return isNumber(payload[key]);
+      });
+      fields.sort();
+      if (fields.length) {
+        sensors.push({ sensor: reading.sensor, sensorType: reading.sensor_type, fields: fields });
+      }
+    });
+    sensors.sort(function (a, b) {
+      return a.sensor < b.sensor ? -1 : a.sensor > b.sensor ? 1 : 0;
+    });
+    return sensors;
+  }
+
+  /* uPlot's columnar data [[x], [avg], [min], [max]] from the analytics buckets, and the
+   * number of buckets with data. Where buckets are missing (the node was silent) a null is
+   * put in, so the line breaks there instead of bridging the silence. */
+  function columnsFromSeries(body) {
+    var buckets = body.buckets || [];
+    var width = isNumber(body.bucket_s) ? body.bucket_s : 0;
+    var columns = [[], [], [], []];
+    var points = 0;
+    buckets.forEach(function (bucket) {
+      var x = toSeconds(bucket.start);
+      if (!isNumber(x) || !bucket.count) {
+        return;
+      }
+      var previous = columns[0][columns[0].length - 1];
+      if (width && previous !== undefined && x - previous > width * 1.5) {
+        columns[0].push(previous + width);
+        columns[1].push(null);
+        columns[2].push(null);
+        columns[3].push(null);
+      }
+      columns[0].push(x);
+      columns[1].push(isNumber(bucket.avg) ? bucket.avg : null);
+      columns[2].push(isNumber(bucket.min) ? bucket.min : null);
+      columns[3].push(isNumber(bucket.max) ? bucket.max : null);
+      points += 1;
+    });
+    return { columns: columns, points: points };
+  }
+
+  function element(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) {
+      node.className = className;
+    }
+    if (text !== undefined) {
+      node.textContent = text;
+    }
+    return node;
+  }
+
+  /* The x axis always spans the chosen range, so a short burst of data looks short. */
+  function chartOptions(field, width, startS, endS) {
+    return {
+      width: width,
+      height: CHART_HEIGHT,
+      scales: {
+        x: {
+          time: true,
+          range: function () {
+            return [startS, endS];
+          }
+        }
+      },
+      series: [
+        {},
+        { label: field + " avg", stroke: "#1f5fbf", width: 2, points: { size: 5 } },
+        { label: "min", stroke: "#8fb0e0", width: 1, dash: [4, 4], points: { show: false } },
+        { label: "max", stroke: "#8fb0e0", width: 1, dash: [4, 4], points: { show: false } }
+      ],
+      bands: [{ series: [3, 2], fill: "rgba(31, 95, 191, 0.10)" }],
+      axes: [{}, { size: 60 }],
+      legend: { live: false }
+    };
+  }
+
+  function destroyCharts() {
+    charts.forEach(function (chart) {
+      if (chart.plot) {
+        chart.plot.destroy();
+      }
+    });
+    charts = [];
+    grid.textContent = "";
+  }
+
+  function chartWidth(body) {
+    return Math.max(200, Math.floor(body.clientWidth));
+  }
+
+  function drawOne(chart, range, myGeneration) {
+    var end = new Date();
+    var start = new Date(end.getTime() - range.seconds * 1000);
+    var url = apiUrl("/api/analytics/series", {
+      device_id: nodeId,
+      sensor: chart.sensor,
+      field: chart.field,
+      bucket: range.bucket,
+      start: start.toISOString(),
+      end: end.toISOString()
+    });
+    return getJson(url).then(
+      function (body) {
+        if (myGeneration !== generation) {
+          return 0;
+        }
+        var series = columnsFromSeries(body);
+        chart.element.dataset.points = String(series.points);
+        if (!series.points) {
+          chart.body.appendChild(element("p", "chart-note", "No readings in this range."));
+          chart.element.dataset.state = "empty";
+          return 0;
+        }
+        var options = chartOptions(
+          chart.field, chartWidth(chart.body), start.getTime() / 1000, end.getTime() / 1000
+        );
+        chart.plot = new uPlot(options, series.columns, chart.body);
+        chart.element.dataset.state = "drawn";
+        return series.points;
+      },
+      function (error) {
+        if (myGeneration === generation) {
+          chart.body.appendChild(element("p", "chart-error", "Could not load: " + error.message));
+          chart.element.dataset.state = "error";
+          chart.element.dataset.points = "0";
+        }
+        return 0;
+      }
+    );
+  }
+
+  function selectedRange() {
+    var link = rangeLinks.filter(function (a) {
+      return a.getAttribute("aria-current") === "true";
+    })[0] || rangeLinks[0];
+    return {
+      name: link.dataset.range,
+      seconds: Number(link.dataset.seconds),
+      bucket: link.dataset.bucket,
+      bucketLabel: link.dataset.bucketLabel || link.dataset.bucket
+    };
+  }
+
+  function drawAll(sensors) {
+    generation += 1;
+    var myGeneration = generation;
+    var range = selectedRange();
+    destroyCharts();
+    section.dataset.state = "loading";
+    section.dataset.range = range.name;
+    sensors.forEach(function (sensor) {
+      sensor.fields.forEach(function (field) {
+        var box = element("figure", "chart");
+        box.dataset.sensor = sensor.sensor;
+        box.dataset.field = field;
+        box.appendChild(element("h3", "", sensor.sensor + " · " + field));
+        box.appendChild(element("p", "chart-note",
+          (sensor.sensorType ? sensor.sensorType + ", " : "") + "per " + range.bucketLabel +
+          ": average, band from min to max"));
+        var body = element("div", "chart-body");
+        box.appendChild(body);
+        grid.appendChild(box);
+        charts.push({ sensor: sensor.sensor, field: field, element: box, body: body, plot: null });
+      });
+    });
+    return Promise.all(charts.map(function (chart) {
+      return drawOne(chart, range, myGeneration);
+    })).then(function (counts) {
+      if (myGeneration !== generation) {
+        return;
+      }
+      var total = counts.reduce(function (sum, n) { return sum + n; }, 0);
+      section.dataset.charts = String(charts.filter(function (c) { return c.plot; }).length);
+      section.dataset.points = String(total);
+      section.dataset.state = "ready";
+      message.textContent = total ? "" : "No readings in the last " + range.name + ".";
+      message.hidden = total > 0;
+    });
+  }
+
+  function resizeCharts() {
+    charts.forEach(function (chart) {
+      if (chart.plot) {
+        chart.plot.setSize({ width: chartWidth(chart.body), height: CHART_HEIGHT });
+      }
+    });
+  }
+
+  function start() {
+    if (typeof uPlot === "undefined") {
+      message.textContent = "The chart library (uPlot) did not load; the details above are current.";
+      section.dataset.state = "error";
+      return;
+    }
+    getJson(apiUrl("/api/readings/latest", { device_id: nodeId })).then(
+      function (body) {
+        var sensors = sensorsFromLatest(body);
+        if (!sensors.length) {
+          message.textContent = "This node has sent no readings with numeric fields yet.";
+          section.dataset.state = "ready";
+          section.dataset.charts = "0";
+          section.dataset.points = "0";
+          return;
+        }
+        message.textContent = "Loading charts…";
+        rangeLinks.forEach(function (link) {
+          link.addEventListener("click", function (event) {
+            event.preventDefault();
+            rangeLinks.forEach(function (other) { other.removeAttribute("aria-current"); });
+            link.setAttribute("aria-current", "true");
+            history.replaceState(null, "", link.href);
+            message.hidden = false;
+            message.textContent = "Loading charts…";
+            drawAll(sensors);
+          });
+        });
+        var pending = 0;
+        window.addEventListener("resize", function () {
+          cancelAnimationFrame(pending);
+          pending = requestAnimationFrame(resizeCharts);
+        });
+        return drawAll(sensors);
+      },
+      function (error) {
+        message.textContent = "Could not load this node's sensors: " + error.message;
+        section.dataset.state = "error";
+      }
+    );
+  }
+
+  start();
+})();

@@ -1,0 +1,165 @@
+"""The dashboard's pages: login, logout, the fleet table and one page per node."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable, TypeVar, cast
+from urllib.parse import urlsplit
+
+import flask_login  # type: ignore[import-untyped]
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+
+from .. import fleet
+from ..auth import check_user, load_dashboard_user
+from . import formatting
+from .forms import LoginForm, LogoutForm
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def login_required(view: View) -> View:
+    """flask_login.login_required with its type kept (flask_login ships no type hints)."""
+    return cast(View, flask_login.login_required(view))
+
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/dashboard/static",
+)
+
+# Chart time ranges: name -> (seconds shown, bucket width, bucket width in words). The
+# buckets keep every chart between 60 and 170 points: enough to see shape, light on a phone.
+CHART_RANGES = {
+    "1h": (3600, "1m", "1 min"),
+    "6h": (6 * 3600, "5m", "5 min"),
+    "24h": (24 * 3600, "15m", "15 min"),
+    "7d": (7 * 24 * 3600, "1h", "1 h"),
+}
+DEFAULT_RANGE = "24h"
+
+# Only this site's own files: no inline script or style, no other origin, no framing.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+@bp.after_request
+def add_security_headers(response: Response) -> Response:
+    """Make any injected markup inert and keep pages out of other sites' frames."""
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    if response.mimetype == "text/html":
+        # Pages show live fleet data and a logged-in user's name: never from a cache.
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.context_processor
+def template_helpers() -> dict[str, object]:
+    """The formatting functions the templates call."""
+    return {
+        "status_label": formatting.status_label,
+        "status_class": formatting.status_class,
+        "status_hint": formatting.status_hint,
+        "describe_age": formatting.describe_age,
+        "iso_utc": formatting.iso_utc,
+    }
+
+
+def safe_next_url(target: str | None) -> str:
+    """Only a path on this site: an absolute or scheme-relative URL would be an open redirect."""
+    fallback = url_for("dashboard.fleet")
+    if not target:
+        return fallback
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return fallback
+    if "\\" in target or any(ord(char) < 32 for char in target):
+        return fallback
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """Show the login form; on a valid post, start a session and go where the user was going."""
+    form = LoginForm()
+    if request.method == "GET":
+        if flask_login.current_user.is_authenticated:
+            return redirect(safe_next_url(request.args.get("next")))
+        return render_template("dashboard_login.html", form=form)
+    if not form.validate_on_submit():
+        # A missing or stale CSRF token lands here too: the page says so and asks again.
+        return render_template("dashboard_login.html", form=form), 400
+    username = form.username.data or ""
+    user = load_dashboard_user(username) if check_user(username, form.password.data or "") else None
+    if user is None:
+        flash("Unknown user or wrong password.", "error")
+        return render_template("dashboard_login.html", form=form), 401
+    flask_login.login_user(user)
+    return redirect(safe_next_url(request.args.get("next")))
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> ResponseReturnValue:
+    """End the session; a POST with a CSRF token so another site cannot log you out."""
+    form = LogoutForm()
+    if not form.validate_on_submit():
+        abort(400, description="The logout form's security token is missing or expired.")
+    flask_login.logout_user()
+    flash("Logged out.", "info")
+    return redirect(url_for("dashboard.login"))
+
+
+@bp.route("/", endpoint="fleet")
+@login_required
+def fleet_page() -> ResponseReturnValue:
+    """Every expected and unexpected node with its status, rendered on the server."""
+    nodes = fleet.list_nodes()  # sorted by node_id
+    counts = Counter(str(node["status"]) for node in nodes)
+    return render_template(
+        "dashboard_fleet.html", nodes=nodes, counts=counts, logout_form=LogoutForm()
+    )
+
+
+@bp.route("/nodes/<path:node_id>", endpoint="node")
+@login_required
+def node_page(node_id: str) -> ResponseReturnValue:
+    """One node's details and the frame its charts are drawn into by dashboard.js."""
+    node = fleet.get_node(node_id)
+    if node is None:
+        abort(404, description=f"No node named {node_id!r} has reported or is expected.")
+    chosen = request.args.get("range", DEFAULT_RANGE)
+    if chosen not in CHART_RANGES:
+        chosen = DEFAULT_RANGE
+    return render_template(
+        "dashboard_node.html",
+        node=node,
+        ranges=CHART_RANGES,
+        chosen_range=chosen,
+        logout_form=LogoutForm(),
+    )

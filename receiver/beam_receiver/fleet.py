@@ -1,0 +1,102 @@
+"""The fleet as the API and the dashboard show it: inventory and reports merged per node.
+
+`list_nodes()` and `get_node()` return exactly the dicts GET /api/nodes returns; call them
+inside an app context (a request, or `with app.app_context():`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from beam_receiver.inventory import ExpectedNode
+from beam_receiver.state import ReceiverState, get_state
+from beam_receiver.status import node_status
+from beam_receiver.timestamps import format_ms
+
+
+def summarize_node(
+    node_id: str,
+    row: Optional[Mapping[str, Any]],
+    expected: Optional[ExpectedNode],
+    inventory_known: bool,
+    interval_s: float,
+    now_s: float,
+) -> dict[str, Any]:
+    """One node's dict from what it reported (row) and what the inventory says (expected).
+
+    For a node in the inventory, the inventory's role and tags win over the reported ones.
+    """
+    reported = dict(row or {})
+    last_seen_ms = reported.get("last_seen_ms")
+    last_seen_s = last_seen_ms / 1000 if last_seen_ms is not None else None
+    in_inventory = expected is not None or not inventory_known
+    tags = dict(reported.get("tags") or {})
+    role = reported.get("role")
+    if expected is not None:
+        tags.update(expected.tags)
+        role = expected.role if expected.role is not None else role
+    registered_at_ms = reported.get("registered_at_ms")
+    return {
+        "node_id": node_id,
+        "role": role,
+        "status": node_status(last_seen_s, interval_s, now_s, expected=in_inventory),
+        "expected": expected is not None,
+        "last_seen": format_ms(last_seen_ms) if last_seen_ms is not None else None,
+        "last_seen_age_s": (
+            round(max(0.0, now_s - last_seen_s), 3) if last_seen_s is not None else None
+        ),
+        "last_heartbeat_timestamp": reported.get("last_heartbeat_timestamp"),
+        "software_version": reported.get("software_version"),
+        "queue_depth": reported.get("queue_depth"),
+        "hostname": reported.get("hostname"),
+        "ip_address": reported.get("ip_address"),
+        "tags": tags,
+        "uptime_seconds": reported.get("uptime_seconds"),
+        "protocol_version": reported.get("protocol_version"),
+        "registered_at": format_ms(registered_at_ms) if registered_at_ms is not None else None,
+        "metrics": reported.get("metrics") or {},
+    }
+
+
+def _inventory(state: ReceiverState) -> tuple[dict[str, ExpectedNode], bool]:
+    if state.expected_nodes is None:
+        return {}, False
+    return state.expected_nodes.current(), True
+
+
+def nodes_of(state: ReceiverState, now_s: Optional[float] = None) -> list[dict[str, Any]]:
+    """Every node the inventory expects or that ever reported, by node_id."""
+    now = time.time() if now_s is None else now_s
+    expected, inventory_known = _inventory(state)
+    rows = {row["node_id"]: row for row in state.database.node_rows()}
+    interval = state.config.telemetry_interval_s
+    return [
+        summarize_node(
+            node_id, rows.get(node_id), expected.get(node_id), inventory_known, interval, now
+        )
+        for node_id in sorted(set(rows) | set(expected))
+    ]
+
+
+def list_nodes() -> list[dict[str, Any]]:
+    """Every expected or reporting node with its status, sorted by node_id."""
+    return nodes_of(get_state())
+
+
+def get_node(node_id: str) -> Optional[dict[str, Any]]:
+    """One node, or None if it neither reported nor is in the inventory."""
+    state = get_state()
+    expected, inventory_known = _inventory(state)
+    row = state.database.node_row(node_id)
+    if row is None and node_id not in expected:
+        return None
+    return summarize_node(
+        node_id,
+        row,
+        expected.get(node_id),
+        inventory_known,
+        state.config.telemetry_interval_s,
+        time.time(),
+    )

@@ -1,0 +1,533 @@
+"""SQLite storage: the schema, its migrations and every SQL statement the receiver runs.
+
+No Flask here: the benchmark and the tests drive it directly. Every value reaches SQLite as
+a bound parameter; the only SQL text assembled at run time is chosen from fixed fragments,
+so no query parameter can change a statement.
+
+Each thread keeps its own connection (gunicorn's threads, the test client's thread). Writes
+run in `BEGIN IMMEDIATE` transactions so concurrent writers queue on SQLite's busy timeout
+instead of failing half-way; a wait longer than that timeout surfaces as
+sqlite3.OperationalError, which the app answers with 503 and Retry-After.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+from urllib.parse import quote
+
+from beam_receiver.timestamps import format_ms, now_ms
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "readings, sensors, nodes and telemetry events",
+        (
+            # id is the stored order and the paging cursor; (device_id, seq) the identity.
+            """CREATE TABLE readings (
+                id INTEGER PRIMARY KEY,
+                device_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                sensor TEXT NOT NULL,
+                sensor_type TEXT NOT NULL,
+                timestamp TEXT NOT NULL,
+                ts_ms INTEGER NOT NULL,
+                payload TEXT NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                UNIQUE (device_id, seq)
+            )""",
+            # Time ranges of one sensor: analytics buckets, latest per sensor, windows.
+            "CREATE INDEX readings_sensor_time ON readings (device_id, sensor, ts_ms)",
+            # Paging one device (or one of its few sensors) in stored order, without a sort.
+            "CREATE INDEX readings_device_order ON readings (device_id, id)",
+            # Fleet-wide time windows.
+            "CREATE INDEX readings_time ON readings (ts_ms)",
+            # One row per (device, sensor) ever seen: the entry point for "latest per sensor".
+            """CREATE TABLE sensors (
+                device_id TEXT NOT NULL,
+                sensor TEXT NOT NULL,
+                sensor_type TEXT NOT NULL,
+                first_received_ms INTEGER NOT NULL,
+                last_received_ms INTEGER NOT NULL,
+                PRIMARY KEY (device_id, sensor)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE telemetry_events (
+                id INTEGER PRIMARY KEY,
+                node_id TEXT NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                timestamp TEXT NOT NULL,
+                role TEXT,
+                uptime_seconds REAL,
+                software_version TEXT,
+                ip_address TEXT,
+                protocol_version INTEGER,
+                metrics TEXT NOT NULL,
+                tags TEXT NOT NULL
+            )""",
+            "CREATE INDEX telemetry_events_node_time ON telemetry_events (node_id, received_at_ms)",
+            # What is known about each node now: registration plus its last heartbeat.
+            """CREATE TABLE nodes (
+                node_id TEXT PRIMARY KEY,
+                role TEXT,
+                hostname TEXT,
+                ip_address TEXT,
+                software_version TEXT,
+                tags TEXT NOT NULL DEFAULT '{}',
+                registered_at_ms INTEGER,
+                last_seen_ms INTEGER,
+                last_heartbeat_timestamp TEXT,
+                uptime_seconds REAL,
+                protocol_version INTEGER,
+                queue_depth INTEGER,
+                metrics TEXT NOT NULL DEFAULT '{}'
+            ) WITHOUT ROWID""",
+        ),
+    ),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+INSERT_READING = """
+    INSERT INTO readings
+        (device_id, seq, sensor, sensor_type, timestamp, ts_ms, payload, received_at_ms)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (device_id, seq) DO NOTHING
+"""
+UPSERT_SENSOR = """
+    INSERT INTO sensors (device_id, sensor, sensor_type, first_received_ms, last_received_ms)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (device_id, sensor) DO UPDATE SET
+        sensor_type = excluded.sensor_type,
+        last_received_ms = excluded.last_received_ms
+"""
+READING_COLUMNS = "id, device_id, sensor, sensor_type, payload, timestamp, seq, received_at_ms"
+# The only WHERE fragments a readings query can be built from.
+READING_FILTERS = {
+    "device_id": "device_id = ?",
+    "sensor": "sensor = ?",
+    "sensor_type": "sensor_type = ?",
+    "start_ms": "ts_ms >= ?",
+    "end_ms": "ts_ms < ?",
+    "after_id": "id > ?",
+}
+LATEST_READINGS = f"""
+    SELECT {", ".join("r." + c.strip() for c in READING_COLUMNS.split(","))}
+    FROM sensors AS s
+    JOIN readings AS r ON r.id = (
+        SELECT id FROM readings
+        WHERE device_id = s.device_id AND sensor = s.sensor
+        ORDER BY ts_ms DESC, id DESC
+        LIMIT 1
+    )
+"""
+SERIES = """
+    SELECT (ts_ms / :bucket_ms) * :bucket_ms AS bucket_start,
+           COUNT(*), MIN(value), MAX(value), AVG(value)
+    FROM (
+        SELECT ts_ms, json_extract(payload, :path) AS value
+        FROM readings
+        WHERE device_id = :device_id AND sensor = :sensor
+          AND ts_ms >= :start_ms AND ts_ms < :end_ms
+          AND json_type(payload, :path) IN ('integer', 'real')
+    )
+    GROUP BY bucket_start
+    ORDER BY bucket_start
+"""
+INSERT_TELEMETRY = """
+    INSERT INTO telemetry_events (node_id, received_at_ms, timestamp, role, uptime_seconds,
+        software_version, ip_address, protocol_version, metrics, tags)
+    VALUES (:node_id, :received_at_ms, :timestamp, :role, :uptime_seconds,
+        :software_version, :ip_address, :protocol_version, :metrics, :tags)
+"""
+UPSERT_NODE_FROM_HEARTBEAT = """
+    INSERT INTO nodes (node_id, role, ip_address, software_version, tags, last_seen_ms,
+        last_heartbeat_timestamp, uptime_seconds, protocol_version, queue_depth, metrics)
+    VALUES (:node_id, :role, :ip_address, :software_version, :tags, :received_at_ms,
+        :timestamp, :uptime_seconds, :protocol_version, :queue_depth, :metrics)
+    ON CONFLICT (node_id) DO UPDATE SET
+        role = COALESCE(excluded.role, role),
+        ip_address = COALESCE(excluded.ip_address, ip_address),
+        software_version = COALESCE(excluded.software_version, software_version),
+        tags = excluded.tags,
+        last_seen_ms = excluded.last_seen_ms,
+        last_heartbeat_timestamp = excluded.last_heartbeat_timestamp,
+        uptime_seconds = excluded.uptime_seconds,
+        protocol_version = excluded.protocol_version,
+        queue_depth = excluded.queue_depth,
+        metrics = excluded.metrics
+"""
+UPSERT_NODE_FROM_REGISTRATION = """
+    INSERT INTO nodes (node_id, role, hostname, ip_address, software_version, tags,
+        registered_at_ms)
+    VALUES (:node_id, :role, :hostname, :ip_address, :software_version, :tags,
+        :received_at_ms)
+    ON CONFLICT (node_id) DO UPDATE SET
+        role = COALESCE(excluded.role, role),
+        hostname = COALESCE(excluded.hostname, hostname),
+        ip_address = COALESCE(excluded.ip_address, ip_address),
+        software_version = COALESCE(excluded.software_version, software_version),
+        tags = excluded.tags,
+        registered_at_ms = excluded.registered_at_ms
+"""
+NODE_COLUMNS = (
+    "node_id, role, hostname, ip_address, software_version, tags, registered_at_ms,"
+    " last_seen_ms, last_heartbeat_timestamp, uptime_seconds, protocol_version,"
+    " queue_depth, metrics"
+)
+
+
+class NewReading(NamedTuple):
+    """A validated reading, in the column order of INSERT_READING (received_at_ms aside)."""
+
+    device_id: str
+    seq: int
+    sensor: str
+    sensor_type: str
+    timestamp: str
+    ts_ms: int
+    payload: str  # JSON text of an object
+
+
+class Heartbeat(NamedTuple):
+    node_id: str
+    timestamp: str
+    role: Optional[str]
+    uptime_seconds: Optional[float]
+    software_version: Optional[str]
+    ip_address: Optional[str]
+    protocol_version: Optional[int]
+    queue_depth: Optional[int]
+    metrics: str  # JSON text of an object
+    tags: str  # JSON text of an object
+
+
+class Registration(NamedTuple):
+    node_id: str
+    role: Optional[str]
+    hostname: Optional[str]
+    ip_address: Optional[str]
+    software_version: Optional[str]
+    tags: str  # JSON text of an object
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    accepted: int
+    duplicates: int
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer beam-receiver than this one."""
+
+
+def connect(
+    path: Path, busy_timeout_ms: int, synchronous: str = "FULL", create: bool = False
+) -> sqlite3.Connection:
+    """One connection in autocommit mode; transactions are begun explicitly.
+
+    Without `create` the file must already exist, so a database deleted under a running
+    receiver is reported as unavailable instead of silently recreated empty.
+    """
+    if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+        raise ValueError(f"unknown synchronous mode {synchronous!r}")
+    mode = "rwc" if create else "rw"
+    connection = sqlite3.connect(
+        f"file:{quote(str(path))}?mode={mode}",
+        uri=True,
+        timeout=busy_timeout_ms / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        connection.execute(f"PRAGMA synchronous = {synchronous}")
+        connection.execute("PRAGMA cache_size = -16000")
+    except sqlite3.Error:
+        connection.close()
+        raise
+    return connection
+
+
+def _rollback_quietly(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        with suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+
+
+def _reading_dict(row: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "device_id": row[1],
+        "sensor": row[2],
+        "sensor_type": row[3],
+        "payload": json.loads(row[4]),
+        "timestamp": row[5],
+        "seq": row[6],
+        "received_at": format_ms(row[7]),
+    }
+
+
+def _node_dict(row: Sequence[Any]) -> dict[str, Any]:
+    names = [name.strip() for name in NODE_COLUMNS.split(",")]
+    node = dict(zip(names, row))
+    node["tags"] = json.loads(node["tags"])
+    node["metrics"] = json.loads(node["metrics"])
+    return node
+
+
+def json_path(field: str) -> str:
+    """A JSON path for a payload field; dots reach into nested objects ("env.temp")."""
+    parts = field.split(".")
+    if not all(parts) or any('"' in part for part in parts):
+        raise ValueError(f"{field!r} is not a payload field name")
+    return "$" + "".join(f'."{part}"' for part in parts)
+
+
+class Database:
+    """The receiver's SQLite database: one connection per thread, explicit transactions."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int = 5000, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+
+    def connection(self) -> sqlite3.Connection:
+        connection: Optional[sqlite3.Connection] = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = connect(self.path, self.busy_timeout_ms, self.synchronous)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def close(self) -> None:
+        """Close every thread's connection (at shutdown, or at the end of a test)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything in the block is stored, or nothing is."""
+        connection = self.connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            _rollback_quietly(connection)
+            raise
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; safe when several workers start at once."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = connect(self.path, self.busy_timeout_ms, self.synchronous, create=True)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+                " applied_at TEXT NOT NULL)"
+            )
+            current = int(
+                connection.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+                ).fetchone()[0]
+            )
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNewError(
+                    f"{self.path} has schema version {current}; this beam-receiver knows"
+                    f" versions up to {SCHEMA_VERSION}: upgrade beam-receiver"
+                )
+            for version, description, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at)"
+                    " VALUES (?, ?, ?)",
+                    (version, description, format_ms(now_ms())),
+                )
+            connection.execute("COMMIT")
+            return max(current, SCHEMA_VERSION)
+        except BaseException:
+            _rollback_quietly(connection)
+            raise
+        finally:
+            connection.close()
+
+    def ping(self) -> int:
+        """The schema version, read over a fresh connection: proves the file still answers."""
+        connection = connect(self.path, self.busy_timeout_ms, self.synchronous)
+        try:
+            row = connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        finally:
+            connection.close()
+        if row is None or row[0] is None:
+            raise sqlite3.DatabaseError("the database has no schema version")
+        return int(row[0])
+
+    def journal_mode(self) -> str:
+        return str(self.connection().execute("PRAGMA journal_mode").fetchone()[0])
+
+    # -- readings -------------------------------------------------------------------------
+
+    def insert_readings(
+        self, readings: Sequence[NewReading], received_at_ms: Optional[int] = None
+    ) -> InsertResult:
+        """Store a batch in one transaction; a (device_id, seq) already stored is a duplicate."""
+        received = now_ms() if received_at_ms is None else received_at_ms
+        sensors = {(r.device_id, r.sensor): r.sensor_type for r in readings}
+        with self.transaction() as connection:
+            cursor = connection.executemany(
+                INSERT_READING, [(*reading, received) for reading in readings]
+            )
+            accepted = cursor.rowcount
+            connection.executemany(
+                UPSERT_SENSOR,
+                [(d, s, t, received, received) for (d, s), t in sensors.items()],
+            )
+        return InsertResult(accepted=accepted, duplicates=len(readings) - accepted)
+
+    def query_readings(
+        self,
+        device_id: Optional[str] = None,
+        sensor: Optional[str] = None,
+        sensor_type: Optional[str] = None,
+        start_ms: Optional[int] = None,
+        end_ms: Optional[int] = None,
+        after_id: Optional[int] = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], Optional[int]]:
+        """Readings in stored order and the cursor for the next page (None on the last)."""
+        given = {
+            "device_id": device_id,
+            "sensor": sensor,
+            "sensor_type": sensor_type,
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "after_id": after_id,
+        }
+        clauses = [READING_FILTERS[name] for name, value in given.items() if value is not None]
+        params: list[Any] = [value for value in given.values() if value is not None]
+        where = " AND ".join(clauses) if clauses else "1"
+        sql = f"SELECT {READING_COLUMNS} FROM readings WHERE {where} ORDER BY id LIMIT ?"
+        rows = self.connection().execute(sql, [*params, limit + 1]).fetchall()
+        next_cursor = int(rows[limit - 1][0]) if len(rows) > limit else None
+        return [_reading_dict(row) for row in rows[:limit]], next_cursor
+
+    def latest_readings(self, device_id: Optional[str] = None) -> list[dict[str, Any]]:
+        """The newest reading (by timestamp) of every sensor, or of one device's sensors."""
+        params: tuple[str, ...] = ()
+        sql = LATEST_READINGS + " ORDER BY s.device_id, s.sensor"
+        if device_id is not None:
+            sql = LATEST_READINGS + " WHERE s.device_id = ? ORDER BY s.sensor"
+            params = (device_id,)
+        return [_reading_dict(row) for row in self.connection().execute(sql, params)]
+
+    def series(
+        self,
+        device_id: str,
+        sensor: str,
+        field: str,
+        bucket_ms: int,
+        start_ms: int,
+        end_ms: int,
+    ) -> list[dict[str, Any]]:
+        """count/min/max/avg of one numeric payload field per time bucket, all in SQL.
+
+        Buckets start at multiples of the bucket width since the epoch, so the same bucket
+        has the same edges in every request; buckets without a numeric value are omitted.
+        """
+        rows = self.connection().execute(
+            SERIES,
+            {
+                "bucket_ms": bucket_ms,
+                "path": json_path(field),
+                "device_id": device_id,
+                "sensor": sensor,
+                "start_ms": start_ms,
+                "end_ms": end_ms,
+            },
+        )
+        return [
+            {"start_ms": row[0], "count": row[1], "min": row[2], "max": row[3], "avg": row[4]}
+            for row in rows
+        ]
+
+    def count_readings(self) -> int:
+        """Every stored reading (a full count: for tests and benchmarks, not hot paths)."""
+        return int(self.connection().execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+
+    # -- nodes ----------------------------------------------------------------------------
+
+    def record_heartbeat(self, heartbeat: Heartbeat, received_at_ms: Optional[int] = None) -> None:
+        """Keep the heartbeat as an event and make it the node's current state."""
+        values = {
+            **heartbeat._asdict(),
+            "received_at_ms": now_ms() if received_at_ms is None else received_at_ms,
+        }
+        with self.transaction() as connection:
+            connection.execute(
+                INSERT_TELEMETRY, {k: v for k, v in values.items() if k != "queue_depth"}
+            )
+            connection.execute(UPSERT_NODE_FROM_HEARTBEAT, values)
+
+    def register_node(
+        self, registration: Registration, received_at_ms: Optional[int] = None
+    ) -> None:
+        values = {
+            **registration._asdict(),
+            "received_at_ms": now_ms() if received_at_ms is None else received_at_ms,
+        }
+        with self.transaction() as connection:
+            connection.execute(UPSERT_NODE_FROM_REGISTRATION, values)
+
+    def node_rows(self) -> list[dict[str, Any]]:
+        """Every node that ever registered or sent a heartbeat, by node_id."""
+        rows = self.connection().execute(f"SELECT {NODE_COLUMNS} FROM nodes ORDER BY node_id")
+        return [_node_dict(row) for row in rows]
+
+    def node_row(self, node_id: str) -> Optional[dict[str, Any]]:
+        row = (
+            self.connection()
+            .execute(f"SELECT {NODE_COLUMNS} FROM nodes WHERE node_id = ?", (node_id,))
+            .fetchone()
+        )
+        return None if row is None else _node_dict(row)
+
+    def telemetry_events(self, node_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """A node's most recent heartbeats, newest first."""
+        rows = self.connection().execute(
+            "SELECT received_at_ms, timestamp, role, uptime_seconds, software_version,"
+            " ip_address, protocol_version, metrics, tags FROM telemetry_events"
+            " WHERE node_id = ? ORDER BY received_at_ms DESC, id DESC LIMIT ?",
+            (node_id, limit),
+        )
+        return [
+            {
+                "received_at": format_ms(row[0]),
+                "timestamp": row[1],
+                "role": row[2],
+                "uptime_seconds": row[3],
+                "software_version": row[4],
+                "ip_address": row[5],
+                "protocol_version": row[6],
+                "metrics": json.loads(row[7]),
+                "tags": json.loads(row[8]),
+            }
+            for row in rows
+        ]

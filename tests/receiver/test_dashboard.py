@@ -1,0 +1,367 @@
+"""The dashboard through Flask's test client: login, CSRF, fleet table, node page, headers.
+
+Every test runs a real app from create_app on a real SQLite file and tokens file in
+tmp_path; nodes report through the real API with device tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from beam_receiver.app import create_app
+from beam_receiver.auth import hash_password, hash_token
+from beam_receiver.config import load_config
+
+PASSWORD = "correct horse battery staple"
+DEVICE_TOKENS = {
+    "beamrider-0001": "token-0001",
+    "beamrider-0002": "token-0002",
+    "stray-0009": "token-0009",
+}
+# A node id that is also markup: the dashboard must show it as text, never run it.
+HOSTILE_NODE = '<script>alert("node")</script>'
+DEVICE_TOKENS[HOSTILE_NODE] = "token-hostile"
+
+
+def write_receiver_files(directory: Path) -> Path:
+    """receiver.toml, tokens and the inventory's expected nodes; returns the config path."""
+    devices = "\n".join(
+        f'"{name.replace(chr(34), chr(92) + chr(34))}" = "{hash_token(token)}"'
+        for name, token in DEVICE_TOKENS.items()
+    )
+    (directory / "tokens.toml").write_text(
+        f'[devices]\n{devices}\n[operators]\n"ops" = "{hash_token("ops-token")}"\n'
+        f'[users]\n"admin" = "{hash_password(PASSWORD)}"\n',
+        encoding="utf-8",
+    )
+    (directory / "nodes.toml").write_text(
+        '[nodes."beamrider-0001"]\nrole = "geiger"\ntags = {site = "roof"}\n'
+        '[nodes."beamrider-0002"]\nrole = "weather"\n'
+        '[nodes."beamrider-0003"]\nrole = "geiger"\n',
+        encoding="utf-8",
+    )
+    config = directory / "receiver.toml"
+    config.write_text(
+        'database = "receiver.db"\ntokens_file = "tokens.toml"\n'
+        'expected_nodes_file = "nodes.toml"\ntelemetry_interval_s = 30\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def device_headers(node_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {DEVICE_TOKENS[node_id]}"}
+
+
+def send_heartbeat(client: FlaskClient, node_id: str, ago_s: float, **extra: Any) -> None:
+    """A heartbeat stamped ago_s seconds in the past (the receiver keys status on arrival)."""
+    moment = datetime.now(timezone.utc) - timedelta(seconds=ago_s)
+    body = {"node_id": node_id, "timestamp": rfc3339(moment), "protocol_version": 1, **extra}
+    response = client.post("/api/telemetry", json=body, headers=device_headers(node_id))
+    assert response.status_code == 200, response.get_json()
+
+
+@pytest.fixture()
+def app(tmp_path: Path) -> Flask:
+    return create_app(load_config(write_receiver_files(tmp_path)))
+
+
+@pytest.fixture()
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as test_client:
+        yield test_client
+
+
+class FormAndTableParser(HTMLParser):
+    """Collects hidden CSRF tokens, fleet rows (data-node-id, data-status) and their text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.csrf_tokens: list[str] = []
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._row: Optional[dict[str, Any]] = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
+        attributes = dict(attrs)
+        if tag == "input" and attributes.get("name") == "csrf_token":
+            self.csrf_tokens.append(attributes.get("value") or "")
+        if tag == "tr" and attributes.get("data-node-id") is not None:
+            self._row = {"status": attributes.get("data-status"), "text": []}
+            self.rows[attributes["data-node-id"] or ""] = self._row
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr":
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._row is not None and data.strip():
+            self._row["text"].append(data.strip())
+
+
+def parse(html: str) -> FormAndTableParser:
+    parser = FormAndTableParser()
+    parser.feed(html)
+    return parser
+
+
+def csrf_token_of(client: FlaskClient, path: str = "/login") -> str:
+    tokens = parse(client.get(path).get_data(as_text=True)).csrf_tokens
+    assert len(tokens) == 1 and tokens[0], f"{path} has no CSRF token"
+    return tokens[0]
+
+
+def log_in(client: FlaskClient, next_path: Optional[str] = None) -> Any:
+    url = "/login" if next_path is None else f"/login?next={next_path}"
+    form = {"csrf_token": csrf_token_of(client), "username": "admin", "password": PASSWORD}
+    return client.post(url, data=form)
+
+
+def test_pages_redirect_to_login_when_logged_out(client: FlaskClient) -> None:
+    for path in ("/", "/nodes/beamrider-0001"):
+        response = client.get(path)
+        assert response.status_code == 302
+        location = urlsplit(response.headers["Location"])
+        assert location.path == "/login"
+        assert parse_qs(location.query)["next"] == [path]
+
+
+def test_login_page_has_a_csrf_token_and_strict_headers(client: FlaskClient) -> None:
+    response = client.get("/login")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert parse(html).csrf_tokens[0]
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    # No inline scripts or handlers: everything the CSP allows comes from static files.
+    assert not re.search(r"<script(?![^>]*\ssrc=)", html)
+    assert not re.search(r"\son[a-z]+=", html)
+
+
+def test_wrong_password_is_rejected(client: FlaskClient) -> None:
+    form = {"csrf_token": csrf_token_of(client), "username": "admin", "password": "guess"}
+    response = client.post("/login", data=form)
+    assert response.status_code == 401
+    assert "Unknown user or wrong password." in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_unknown_user_is_rejected_with_the_same_words(client: FlaskClient) -> None:
+    form = {"csrf_token": csrf_token_of(client), "username": "mallory", "password": PASSWORD}
+    response = client.post("/login", data=form)
+    assert response.status_code == 401
+    assert "Unknown user or wrong password." in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_login_without_csrf_token_is_rejected(client: FlaskClient) -> None:
+    client.get("/login")  # a session exists, but the post carries no token
+    response = client.post("/login", data={"username": "admin", "password": PASSWORD})
+    assert response.status_code == 400
+    assert "security token was missing or expired" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_login_with_a_forged_csrf_token_is_rejected(client: FlaskClient) -> None:
+    client.get("/login")
+    form = {"csrf_token": "forged", "username": "admin", "password": PASSWORD}
+    assert client.post("/login", data=form).status_code == 400
+    assert client.get("/").status_code == 302
+
+
+def test_empty_fields_are_named(client: FlaskClient) -> None:
+    form = {"csrf_token": csrf_token_of(client), "username": "", "password": ""}
+    response = client.post("/login", data=form)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "Enter your username." in html and "Enter your password." in html
+
+
+def test_login_works_and_returns_to_the_page_asked_for(client: FlaskClient) -> None:
+    response = log_in(client, next_path="/nodes/beamrider-0001")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/nodes/beamrider-0001"
+    assert client.get("/").status_code == 200
+    assert client.get("/login").status_code == 302  # already logged in
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:x"]
+)
+def test_login_never_redirects_off_site(client: FlaskClient, target: str) -> None:
+    response = log_in(client, next_path=target)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+def test_logout_needs_a_post_with_its_csrf_token(client: FlaskClient) -> None:
+    log_in(client)
+    assert client.get("/logout").status_code == 405
+    assert client.post("/logout").status_code == 400
+    assert client.get("/").status_code == 200  # still logged in
+    token = csrf_token_of(client, "/")
+    response = client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 302
+    assert urlsplit(response.headers["Location"]).path == "/login"
+    assert client.get("/").status_code == 302
+
+
+def test_fleet_table_lists_expected_and_unexpected_nodes(client: FlaskClient) -> None:
+    send_heartbeat(
+        client,
+        "beamrider-0001",
+        ago_s=0,
+        software_version="1.4.2",
+        metrics={"queue_depth": 17},
+    )
+    send_heartbeat(client, "stray-0009", ago_s=0, role="geiger", software_version="0.9.0")
+    log_in(client)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    rows = parse(response.get_data(as_text=True)).rows
+    assert sorted(rows) == sorted(
+        ["beamrider-0001", "beamrider-0002", "beamrider-0003", "stray-0009"]
+    )
+    assert rows["beamrider-0001"]["status"] == "online"
+    first = rows["beamrider-0001"]["text"]
+    assert first[:3] == ["beamrider-0001", "geiger", "Online"]
+    assert re.fullmatch(r"\d+ s ago", first[3])
+    assert first[4:] == ["1.4.2", "17"]
+    assert rows["beamrider-0002"]["status"] == "offline"
+    assert rows["beamrider-0002"]["text"] == [
+        "beamrider-0002",
+        "weather",
+        "Offline",
+        "never",
+        "—",
+        "—",
+    ]
+    assert rows["stray-0009"]["status"] == "unexpected"
+    assert "Unexpected" in rows["stray-0009"]["text"]
+
+
+def test_fleet_table_cells_follow_the_api(client: FlaskClient) -> None:
+    """The table shows what GET /api/nodes says, field for field."""
+    send_heartbeat(
+        client, "beamrider-0001", ago_s=0, software_version="2.0.0", metrics={"queue_depth": 3}
+    )
+    log_in(client)
+    api = {node["node_id"]: node for node in client.get("/api/nodes").get_json()["nodes"]}
+    rows = parse(client.get("/").get_data(as_text=True)).rows
+    for node_id, node in api.items():
+        text = rows[node_id]["text"]
+        assert rows[node_id]["status"] == node["status"]
+        assert text[0] == node_id
+        assert text[1] == (node["role"] or "—")
+        assert text[4] == (node["software_version"] or "—")
+        assert text[5] == ("—" if node["queue_depth"] is None else str(node["queue_depth"]))
+
+
+def test_everything_a_node_sends_is_escaped(client: FlaskClient) -> None:
+    hostile = '"><img src=x onerror=alert(1)>'
+    send_heartbeat(
+        client,
+        HOSTILE_NODE,
+        ago_s=0,
+        software_version=hostile,
+        role=hostile,
+        tags={"site": hostile},
+    )
+    log_in(client)
+    fleet_html = client.get("/").get_data(as_text=True)
+    node_page = client.get("/nodes/" + quote(HOSTILE_NODE, safe=""))
+    assert node_page.status_code == 200
+    node_html = node_page.get_data(as_text=True)
+    for html in (fleet_html, node_html):
+        assert HOSTILE_NODE not in html and hostile not in html
+        assert "&lt;script&gt;alert(&#34;node&#34;)&lt;/script&gt;" in html
+        assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_node_page_shows_details_and_the_chart_frame(client: FlaskClient) -> None:
+    send_heartbeat(
+        client, "beamrider-0001", ago_s=0, software_version="1.4.2", metrics={"queue_depth": 5}
+    )
+    log_in(client)
+    response = client.get("/nodes/beamrider-0001?range=6h")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'data-node-id="beamrider-0001"' in html
+    assert "1.4.2" in html and "site=roof" in html
+    for name in ("1h", "6h", "24h", "7d"):
+        assert f'data-range="{name}"' in html
+    assert re.search(r'data-range="6h"[^>]*aria-current="true"', html)
+    assert "/dashboard/static/vendor/uplot/uPlot.iife.min.js" in html
+    assert "/dashboard/static/dashboard.js" in html
+
+
+def test_node_page_falls_back_to_24h_for_an_unknown_range(client: FlaskClient) -> None:
+    log_in(client)
+    html = client.get("/nodes/beamrider-0002?range=1y").get_data(as_text=True)
+    assert re.search(r'data-range="24h"[^>]*aria-current="true"', html)
+    assert html.count('aria-current="true"') == 1
+
+
+def test_unknown_node_is_a_404_page(client: FlaskClient) -> None:
+    log_in(client)
+    response = client.get("/nodes/nobody-here")
+    assert response.status_code == 404
+    assert "nobody-here" in response.get_data(as_text=True)
+
+
+def test_vendored_chart_library_is_served_with_its_licence(client: FlaskClient) -> None:
+    script = client.get("/dashboard/static/vendor/uplot/uPlot.iife.min.js")
+    assert script.status_code == 200
+    assert script.mimetype in ("text/javascript", "application/javascript")
+    assert b"uPlot" in script.data
+    licence = client.get("/dashboard/static/vendor/uplot/LICENSE")
+    assert b"MIT License" in licence.data
+    version = client.get("/dashboard/static/vendor/uplot/VERSION").get_data(as_text=True)
+    assert "uPlot 1.6.32" in version
+
+
+def test_a_dashboard_session_reads_the_api_the_charts_use(client: FlaskClient) -> None:
+    moment = datetime.now(timezone.utc) - timedelta(minutes=5)
+    reading = {
+        "device_id": "beamrider-0001",
+        "sensor": "geiger",
+        "sensor_type": "mightyohm",
+        "payload": {"cpm": 38, "mode": "SLOW"},
+        "timestamp": rfc3339(moment),
+        "seq": 1,
+    }
+    posted = client.post("/api/readings", json=reading, headers=device_headers("beamrider-0001"))
+    assert posted.get_json() == {"accepted": 1, "duplicates": 0}
+    assert client.get("/api/readings/latest?device_id=beamrider-0001").status_code == 401
+    log_in(client)
+    latest = client.get("/api/readings/latest?device_id=beamrider-0001").get_json()
+    assert [r["payload"]["cpm"] for r in latest["readings"]] == [38]
+    series = client.get(
+        "/api/analytics/series",
+        query_string={
+            "device_id": "beamrider-0001",
+            "sensor": "geiger",
+            "field": "cpm",
+            "bucket": "15m",
+            "start": rfc3339(moment - timedelta(hours=1)),
+            "end": rfc3339(moment + timedelta(hours=1)),
+        },
+    ).get_json()
+    assert [(b["count"], b["avg"]) for b in series["buckets"]] == [(1, 38)]

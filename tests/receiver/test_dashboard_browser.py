@@ -1,0 +1,553 @@
+"""The dashboard in a real browser: headless Chromium against a real `beam-receiver serve`.
+
+Readings and heartbeats reach the receiver over HTTP with device tokens; Chromium logs in
+through the form, finds the fleet table, and waits for uPlot to draw the node's charts.
+
+Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe: the
+browser reads commands on fd 3 and writes answers on fd 4, each a JSON text ended by a NUL
+byte), so there is no debugging port to race for and no client package to install.
+Set BEAM_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import math
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from beam_receiver.auth import hash_password, hash_token
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "browser-test-password"
+DEVICE_TOKENS = {"beamrider-0001": "token-0001", "stray-0009": "token-0009"}
+READINGS_PER_SENSOR = 50  # one a minute over the last 50 minutes
+CLIMATE_SILENT_MINUTES = range(20, 28)  # the climate sensor misses 8 of them: a gap
+GEIGER_FIELDS = ["cpm", "cps", "usv_per_hr"]  # numeric; "mode" is text and gets no chart
+CLIMATE_FIELDS = ["humidity_pct", "temperature_c"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
+]
+STARTUP_TIMEOUT_S = 90.0
+PAGE_TIMEOUT_S = 60.0
+
+
+# -- the receiver -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def write_receiver_files(directory: Path, port: int) -> Path:
+    devices = "\n".join(
+        f'"{name}" = "{hash_token(token)}"' for name, token in DEVICE_TOKENS.items()
+    )
+    (directory / "tokens.toml").write_text(
+        f'[devices]\n{devices}\n[users]\n"admin" = "{hash_password(PASSWORD)}"\n',
+        encoding="utf-8",
+    )
+    (directory / "nodes.toml").write_text(
+        '[nodes."beamrider-0001"]\nrole = "geiger"\ntags = {site = "roof", rack = "A"}\n'
+        '[nodes."beamrider-0002"]\nrole = "weather"\n',
+        encoding="utf-8",
+    )
+    config = directory / "receiver.toml"
+    config.write_text(
+        f'listen = "127.0.0.1:{port}"\ndatabase = "receiver.db"\ntokens_file = "tokens.toml"\n'
+        'expected_nodes_file = "nodes.toml"\ntelemetry_interval_s = 30\nworkers = 2\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def call(base_url: str, method: str, path: str, body: Any = None, token: str = "") -> Any:
+    """One JSON request; returns the decoded answer, raises AssertionError on a non-2xx."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base_url + path, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from exc
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def report_fleet(base_url: str) -> None:
+    """What two nodes send: heartbeats, a registration, and 50 minutes of readings."""
+    now = datetime.now(timezone.utc)
+    node, token = "beamrider-0001", DEVICE_TOKENS["beamrider-0001"]
+    call(
+        base_url,
+        "POST",
+        "/api/nodes/register",
+        {
+            "node_id": node,
+            "role": "geiger",
+            "hostname": "beamrider-0001",
+            "ip_address": "127.0.0.1",
+            "software_version": "0.1.0",
+            "tags": {},
+        },
+        token,
+    )
+    heartbeat = {
+        "node_id": node,
+        "timestamp": rfc3339(now),
+        "software_version": "0.1.0",
+        "uptime_seconds": 3600,
+        "metrics": {"queue_depth": 2},
+        "protocol_version": 1,
+    }
+    call(base_url, "POST", "/api/telemetry", heartbeat, token)
+    readings = []
+    for minute in range(READINGS_PER_SENSOR):
+        stamp = rfc3339(now - timedelta(minutes=READINGS_PER_SENSOR - minute, seconds=-1))
+        cpm = 34 + round(6 * math.sin(minute / 5)) + (minute * 37) % 7 - 3
+        readings.append(
+            {
+                "device_id": node,
+                "sensor": "geiger",
+                "sensor_type": "mightyohm",
+                "payload": {
+                    "cps": round(cpm / 60, 3),
+                    "cpm": cpm,
+                    "usv_per_hr": cpm / 175,
+                    "mode": "SLOW",
+                },
+                "timestamp": stamp,
+                "seq": 2 * minute + 1,
+            }
+        )
+        if minute in CLIMATE_SILENT_MINUTES:
+            continue
+        readings.append(
+            {
+                "device_id": node,
+                "sensor": "climate",
+                "sensor_type": "bme280",
+                "payload": {"temperature_c": 18 + minute / 10, "humidity_pct": 60 - minute / 5},
+                "timestamp": stamp,
+                "seq": 2 * minute + 2,
+            }
+        )
+    answer = call(base_url, "POST", "/api/readings", {"readings": readings}, token)
+    assert answer == {"accepted": len(readings), "duplicates": 0}
+    stray = {"node_id": "stray-0009", "timestamp": rfc3339(now), "role": "geiger"}
+    call(base_url, "POST", "/api/telemetry", stray, DEVICE_TOKENS["stray-0009"])
+
+
+def wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"beam-receiver serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(base_url + "/healthz", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"beam-receiver serve did not answer /healthz:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def receiver_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `beam-receiver serve` (gunicorn, two workers) on a free loopback port."""
+    directory = tmp_path_factory.mktemp("receiver")
+    port = free_port()
+    config = write_receiver_files(directory, port)
+    log = directory / "serve.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "beam_receiver", "serve", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base_url, process, log)
+        report_fleet(base_url)
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- Chromium over the DevTools protocol --------------------------------------------------
+
+
+class DevToolsError(RuntimeError):
+    """A DevTools command was refused (e.g. evaluating in a page that is navigating)."""
+
+
+class BrowserGone(RuntimeError):
+    """Chromium exited or stopped answering."""
+
+
+def find_chromium() -> str:
+    for name in (os.environ.get("BEAM_CHROMIUM", ""), "chromium", "chromium-browser"):
+        path = shutil.which(name) if name else None
+        if path:
+            return path
+    pytest.fail(
+        "Chromium is not installed, so the dashboard's browser test cannot run. Run `make test`"
+        " (it installs Debian's chromium package) or `apt-get install -y chromium`."
+    )
+
+
+class Chromium:
+    """One headless Chromium process and its DevTools pipe."""
+
+    def __init__(self, executable: str, profile: Path, log: Path) -> None:
+        commands_read, commands_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        # Lift the child's ends above fd 4, so that moving them to 3 and 4 cannot collide.
+        child_in = fcntl.fcntl(commands_read, fcntl.F_DUPFD_CLOEXEC, 10)
+        child_out = fcntl.fcntl(answers_write, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(commands_read)
+        os.close(answers_write)
+        log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        argv = [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
+        try:
+            self.pid = os.posix_spawn(
+                executable,
+                argv,
+                dict(os.environ),
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, null_fd, 0),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                    (os.POSIX_SPAWN_DUP2, child_in, 3),
+                    (os.POSIX_SPAWN_DUP2, child_out, 4),
+                ],
+                setpgroup=0,  # its own process group, so its renderers can be stopped with it
+            )
+        finally:
+            for fd in (child_in, child_out, log_fd, null_fd):
+                os.close(fd)
+        self.log = log
+        self.commands = commands_write
+        self.answers = answers_read
+        self.pending = b""
+        self.last_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def receive(self, deadline: float) -> dict[str, Any]:
+        while b"\0" not in self.pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrowserGone(f"Chromium did not answer in time; its log:\n{self.log_tail()}")
+            if select.select([self.answers], [], [], remaining)[0]:
+                chunk = os.read(self.answers, 1 << 20)
+                if not chunk:
+                    raise BrowserGone(f"Chromium exited; its log:\n{self.log_tail()}")
+                self.pending += chunk
+        message, _, self.pending = self.pending.partition(b"\0")
+        decoded: dict[str, Any] = json.loads(message)
+        return decoded
+
+    def send(
+        self,
+        method: str,
+        params: Optional[dict[str, Any]] = None,
+        session: Optional[str] = None,
+        timeout: float = PAGE_TIMEOUT_S,
+    ) -> dict[str, Any]:
+        """Send one command and return its result; events that arrive meanwhile are kept."""
+        self.last_id += 1
+        command: dict[str, Any] = {"id": self.last_id, "method": method, "params": params or {}}
+        if session:
+            command["sessionId"] = session
+        data = json.dumps(command).encode() + b"\0"
+        while data:
+            data = data[os.write(self.commands, data) :]
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.receive(deadline)
+            if message.get("id") == self.last_id:
+                if "error" in message:
+                    raise DevToolsError(f"{method}: {message['error'].get('message')}")
+                result: dict[str, Any] = message.get("result", {})
+                return result
+            if "method" in message:
+                self.events.append(message)
+
+    def log_tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-3000:]
+        except OSError:
+            return "(no log)"
+
+    def close(self) -> None:
+        with contextlib.suppress(DevToolsError, BrowserGone, OSError):
+            self.send("Browser.close", timeout=10)
+        deadline = time.monotonic() + 20
+        while os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+            if time.monotonic() > deadline:
+                os.killpg(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                break
+            time.sleep(0.1)
+        os.close(self.commands)
+        os.close(self.answers)
+
+
+class Tab:
+    """A page in a fresh browser context (its own cookies), attached for commands."""
+
+    def __init__(self, browser: Chromium, width: int, height: int, mobile: bool = False) -> None:
+        self.browser = browser
+        context = browser.send("Target.createBrowserContext")["browserContextId"]
+        target = browser.send(
+            "Target.createTarget", {"url": "about:blank", "browserContextId": context}
+        )
+        attached = browser.send(
+            "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
+        )
+        self.session: str = attached["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            self.send(f"{domain}.enable")
+        self.resize(width, height, mobile)
+
+    def send(self, method: str, params: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        return self.browser.send(method, params, session=self.session)
+
+    def resize(self, width: int, height: int, mobile: bool = False) -> None:
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
+        self.send("Emulation.setDeviceMetricsOverride", metrics)
+
+    def go(self, url: str) -> None:
+        self.send("Page.navigate", {"url": url})
+
+    def evaluate(self, expression: str) -> Any:
+        answer = self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+        )
+        if "exceptionDetails" in answer:
+            raise DevToolsError(f"{expression[:80]!r} threw {answer['exceptionDetails']}")
+        return answer["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = PAGE_TIMEOUT_S) -> Any:
+        """Poll until the expression is truthy; a page mid-navigation is simply asked again."""
+        deadline = time.monotonic() + timeout
+        last_error = ""
+        while time.monotonic() < deadline:
+            try:
+                value = self.evaluate(expression)
+            except DevToolsError as exc:
+                value, last_error = None, str(exc)
+            if value:
+                return value
+            time.sleep(0.1)
+        url = self.evaluate("location.href")
+        raise AssertionError(f"timed out at {url} waiting for {expression} {last_error}")
+
+    def screenshot(self) -> bytes:
+        answer = self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+        )
+        return base64.b64decode(answer["data"])
+
+    def problems(self) -> list[str]:
+        """Uncaught exceptions and console or network errors, CSP violations included."""
+        found = []
+        for event in self.browser.events:
+            if event.get("sessionId") != self.session:
+                continue
+            if event["method"] == "Runtime.exceptionThrown":
+                found.append(json.dumps(event["params"]["exceptionDetails"])[:500])
+            elif (
+                event["method"] == "Log.entryAdded" and event["params"]["entry"]["level"] == "error"
+            ):
+                entry = event["params"]["entry"]
+                found.append(f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}")
+            elif (
+                event["method"] == "Runtime.consoleAPICalled" and event["params"]["type"] == "error"
+            ):
+                found.append(json.dumps(event["params"]["args"])[:500])
+        return found
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
+    executable = find_chromium()
+    directory = tmp_path_factory.mktemp("chromium")
+    chromium = Chromium(executable, directory / "profile", directory / "chromium.log")
+    try:
+        chromium.send("Browser.getVersion", timeout=STARTUP_TIMEOUT_S)
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def log_in(tab: Tab, base_url: str) -> None:
+    """Through the login form, as a person would: the redirect, the fields, the button."""
+    tab.go(base_url + "/")
+    tab.wait_for(
+        "location.pathname === '/login' && document.readyState === 'complete'"
+        " && !!document.querySelector('input[name=csrf_token]')"
+    )
+    tab.evaluate(
+        "(() => { const form = document.querySelector('main form');"
+        " form.username.value = 'admin';"
+        f" form.password.value = {json.dumps(PASSWORD)};"
+        " form.querySelector('button[type=submit]').click(); return true; })()"
+    )
+    tab.wait_for(
+        "location.pathname === '/' && document.readyState === 'complete'"
+        " && !!document.getElementById('fleet-table')"
+    )
+
+
+FLEET_ROWS = """Array.from(document.querySelectorAll('#fleet-table tbody tr')).map(row => [
+  row.dataset.nodeId, row.dataset.status, row.querySelector('.status').textContent.trim()])"""
+
+CHARTS_READY = """(() => { const s = document.getElementById('charts');
+  return s && s.dataset.state === 'ready' && s.dataset.range === '%s'; })()"""
+
+# Per chart: what the page says it drew, the canvas size, and how many canvas pixels carry
+# the average line's colour (#1f5fbf): proof that a line was really painted.
+DRAWN_CHARTS = """Array.from(document.querySelectorAll('#chart-grid .chart')).map(box => {
+  const canvas = box.querySelector('canvas');
+  let linePixels = 0;
+  if (canvas) {
+    const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 0; i < pixels.length; i += 4) {
+      if (Math.abs(pixels[i] - 31) < 40 && Math.abs(pixels[i + 1] - 95) < 40
+          && Math.abs(pixels[i + 2] - 191) < 40 && pixels[i + 3] > 128) { linePixels++; }
+    }
+  }
+  const rect = canvas ? canvas.getBoundingClientRect() : {width: 0, height: 0};
+  return {name: box.dataset.sensor + '.' + box.dataset.field, state: box.dataset.state,
+          points: Number(box.dataset.points), width: rect.width, height: rect.height,
+          linePixels: linePixels};
+})"""
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_login_fleet_table_and_drawn_charts(
+    browser: Chromium, receiver_url: str, tmp_path: Path
+) -> None:
+    tab = Tab(browser, 1100, 900)
+    log_in(tab, receiver_url)
+
+    rows = tab.evaluate(FLEET_ROWS)
+    assert rows == [
+        ["beamrider-0001", "online", "Online"],
+        ["beamrider-0002", "offline", "Offline"],
+        ["stray-0009", "unexpected", "Unexpected"],
+    ]
+
+    tab.evaluate("document.querySelector('a[href=\"/nodes/beamrider-0001\"]').click()")
+    tab.wait_for(CHARTS_READY % "24h")
+    assert tab.evaluate("document.querySelector('h1').textContent").startswith("beamrider-0001")
+    assert tab.evaluate("document.getElementById('charts').dataset.charts") == "5"
+
+    # Switch to the last hour: one-minute buckets, so each chart has one point per reading.
+    tab.evaluate("document.querySelector('.ranges a[data-range=\"1h\"]').click()")
+    tab.wait_for(CHARTS_READY % "1h")
+    assert tab.evaluate("location.search") == "?range=1h"
+    charts = tab.evaluate(DRAWN_CHARTS)
+    expected_names = [f"climate.{f}" for f in CLIMATE_FIELDS] + [
+        f"geiger.{f}" for f in GEIGER_FIELDS
+    ]
+    assert [chart["name"] for chart in charts] == expected_names
+    climate_points = READINGS_PER_SENSOR - len(CLIMATE_SILENT_MINUTES)
+    for chart in charts:
+        assert chart["state"] == "drawn", chart
+        expected_points = (
+            climate_points if chart["name"].startswith("climate.") else READINGS_PER_SENSOR
+        )
+        assert chart["points"] == expected_points, chart
+        assert chart["width"] > 100 and chart["height"] > 100, chart
+        assert chart["linePixels"] > 50, chart
+    total = climate_points * len(CLIMATE_FIELDS) + READINGS_PER_SENSOR * len(GEIGER_FIELDS)
+    assert tab.evaluate("document.getElementById('charts').dataset.points") == str(total)
+    assert tab.problems() == []
+
+    screenshot = tab.screenshot()
+    assert png_size(screenshot)[0] == 1100
+    (tmp_path / "dashboard.png").write_bytes(screenshot)
+    destination = os.environ.get("BEAM_DASHBOARD_SCREENSHOT")
+    if destination:
+        Path(destination).write_bytes(screenshot)
+
+
+def test_pages_fit_a_phone_screen(browser: Chromium, receiver_url: str) -> None:
+    tab = Tab(browser, 390, 844, mobile=True)
+    log_in(tab, receiver_url)
+    fits = "document.documentElement.scrollWidth <= window.innerWidth"
+    assert tab.evaluate("window.innerWidth") == 390
+    assert tab.evaluate(fits)
+    # On a phone each node is a card: the table's header row is hidden, labels show instead.
+    assert (
+        tab.evaluate("getComputedStyle(document.querySelector('#fleet-table thead')).display")
+        == "none"
+    )
+    tab.go(receiver_url + "/nodes/beamrider-0001?range=1h")
+    tab.wait_for(CHARTS_READY % "1h")
+    assert tab.evaluate(fits)
+    widths = tab.evaluate(
+        "Array.from(document.querySelectorAll('#chart-grid canvas'))"
+        ".map(c => c.getBoundingClientRect().right)"
+    )
+    assert len(widths) == len(GEIGER_FIELDS) + len(CLIMATE_FIELDS)
+    assert all(0 < right <= 390 for right in widths), widths
+    # A node that never sent a reading says so instead of drawing empty charts.
+    tab.go(receiver_url + "/nodes/beamrider-0002")
+    tab.wait_for(CHARTS_READY % "24h")
+    assert tab.evaluate("document.getElementById('charts').dataset.charts") == "0"
+    assert "no readings" in tab.evaluate("document.getElementById('charts-message').textContent")
+    assert tab.problems() == []

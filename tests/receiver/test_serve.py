@@ -1,0 +1,201 @@
+"""`beam-receiver serve` as a real process (gunicorn, two workers) driven over real HTTP."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import requests
+
+from beam_receiver.auth import hash_token
+
+from conftest import DEVICE, sample, write_receiver_toml, write_tokens_file
+
+OLD_TOKEN = "old-device-token-0001"
+NEW_TOKEN = "new-device-token-0001"  # same length: the rewritten file keeps its size
+OPERATOR = "operator-token"
+STARTUP_S = 60
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    url: str
+    directory: Path
+    log: Path
+
+    def post(self, path: str, body: Any, token: str = OLD_TOKEN, **headers: str) -> Any:
+        return requests.post(
+            self.url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {token}", **headers},
+            timeout=30,
+        )
+
+    def get(self, path: str, **params: Any) -> Any:
+        return requests.get(
+            self.url + path,
+            params=params,
+            headers={"Authorization": f"Bearer {OPERATOR}"},
+            timeout=30,
+        )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll generously: the machine may be busy; no timing is asserted, only the outcome."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def served(tmp_path: Path, unused_port: int) -> Iterator[Served]:
+    write_tokens_file(tmp_path / "receiver-tokens.toml", {DEVICE: OLD_TOKEN}, {"ops": OPERATOR})
+    (tmp_path / "expected-nodes.toml").write_text('[nodes."beamrider-0001"]\nrole = "agent"\n')
+    config = write_receiver_toml(tmp_path, listen=f"127.0.0.1:{unused_port}", workers=2, threads=2)
+    log = tmp_path / "receiver.log"
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "beam_receiver", "serve", "--config", str(config)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    server = Served(process, f"http://127.0.0.1:{unused_port}", tmp_path, log)
+
+    def healthy() -> bool:
+        assert process.poll() is None, log.read_text()
+        try:
+            return requests.get(server.url + "/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(healthy, STARTUP_S, "the receiver to answer /healthz")
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+
+
+def reading(seq: int) -> dict[str, Any]:
+    return {
+        "device_id": DEVICE,
+        "sensor": "geiger",
+        "sensor_type": "mightyohm",
+        "payload": {"cps": 1, "cpm": 30 + seq, "usv_per_hr": 0.2, "mode": "SLOW"},
+        "timestamp": "2026-02-15T19:06:00.123Z",
+        "seq": seq,
+    }
+
+
+def test_serve_ingests_over_http_reloads_tokens_on_sighup_and_stops_on_sigterm(
+    served: Served,
+) -> None:
+    # Ingest: a batch, the same batch again (dedupe), and a gzip body.
+    batch = {"readings": [reading(seq) for seq in range(1, 501)]}
+    first = served.post("/api/readings", batch, **{"X-Request-ID": "serve-test-1"})
+    assert first.status_code == 200
+    assert first.json() == {"accepted": 500, "duplicates": 0}
+    assert first.headers["X-Request-ID"] == "serve-test-1"
+    assert served.post("/api/readings", batch).json() == {"accepted": 0, "duplicates": 500}
+    zipped = requests.post(
+        served.url + "/api/readings",
+        data=gzip.compress(json.dumps({"readings": [reading(501)]}).encode()),
+        headers={
+            "Authorization": f"Bearer {OLD_TOKEN}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+        timeout=30,
+    )
+    assert zipped.json() == {"accepted": 1, "duplicates": 0}
+    assert served.post("/api/readings", reading(1), token="wrong").status_code == 401
+
+    # Read back, paged, and see the node come online from a heartbeat.
+    page = served.get("/api/readings", limit=1000).json()
+    assert [r["seq"] for r in page["readings"]] == list(range(1, 502))
+    heartbeat = {"node_id": DEVICE, "timestamp": "2026-02-15T19:06:00Z", "metrics": {}}
+    assert served.post("/api/telemetry", heartbeat).status_code == 200
+    assert served.get(f"/api/nodes/{DEVICE}").json()["status"] == "online"
+
+    # Counters from both workers add up, whichever worker answers the scrape.
+    for seq in range(502, 522):
+        assert requests.post(
+            served.url + "/api/readings",
+            json=reading(seq),
+            headers={"Authorization": f"Bearer {OLD_TOKEN}", "Connection": "close"},
+            timeout=30,
+        ).ok
+    for _ in range(4):
+        text = requests.get(served.url + "/metrics", timeout=30).text
+        assert sample(text, "beam_receiver_readings_accepted_total", device_id=DEVICE) == 521
+        assert sample(text, "beam_receiver_readings_duplicates_total", device_id=DEVICE) == 500
+
+    # Rotate the device token in place, keeping size, inode and mtime: only SIGHUP can
+    # make the receiver notice.
+    tokens = served.directory / "receiver-tokens.toml"
+    before = tokens.stat()
+    old_text = tokens.read_text()
+    new_text = old_text.replace(hash_token(OLD_TOKEN), hash_token(NEW_TOKEN))
+    assert len(new_text) == len(old_text) and new_text != old_text
+    with tokens.open("r+") as handle:
+        handle.write(new_text)
+    os.utime(tokens, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert tokens.stat().st_ino == before.st_ino
+    assert served.post("/api/readings", reading(600)).status_code == 200
+
+    served.process.send_signal(signal.SIGHUP)
+
+    def rotated() -> bool:
+        # Fresh connections, so that every worker generation gets asked.
+        results = []
+        for _ in range(6):
+            new = requests.post(
+                served.url + "/api/readings",
+                json=reading(700),
+                headers={"Authorization": f"Bearer {NEW_TOKEN}", "Connection": "close"},
+                timeout=30,
+            )
+            old = requests.post(
+                served.url + "/api/readings",
+                json=reading(701),
+                headers={"Authorization": f"Bearer {OLD_TOKEN}", "Connection": "close"},
+                timeout=30,
+            )
+            results.append(new.status_code == 200 and old.status_code == 401)
+        return all(results)
+
+    wait_for(rotated, 90, "the new token to work and the old one to be refused")
+    assert served.post("/api/readings", reading(702), token=NEW_TOKEN).json() == {
+        "accepted": 1,
+        "duplicates": 0,
+    }
+    refused = served.post("/api/readings", reading(703), token=OLD_TOKEN)
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "unauthorized"
+    assert served.get("/healthz").status_code == 200
+
+    # SIGTERM: a graceful stop with exit status 0.
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(60) == 0
+
+    log_lines = [line for line in served.log.read_text().splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in log_lines]
+    tagged = [e for e in entries if e.get("request_id") == "serve-test-1"]
+    assert tagged and tagged[0]["status"] == 200 and tagged[0]["path"] == "/api/readings"
