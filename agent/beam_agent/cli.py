@@ -129,12 +129,12 @@ def cmd_read_once(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from beam_agent.queue import ReadingQueue
+    from beam_agent.queue import QueueError, ReadingQueue
 
     config = load_config(args.config)
     try:
         status = ReadingQueue.read_status(config.state_dir)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, QueueError) as exc:
         print(f"no agent state in {config.state_dir}: {exc}", file=sys.stderr)
         return EX_FAILURE
     status["device_id"] = config.device_id
@@ -173,13 +173,18 @@ def format_age(seconds: Optional[float]) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from beam_agent.queue import ReadingQueue
+    from beam_agent.queue import QueueError, ReadingQueue
 
     config = load_config(args.config)
 
     def readings() -> Iterable[Reading]:
         return ReadingQueue.read_export(config.state_dir, since=args.since, sensor=args.sensor)
 
+    try:
+        readings()  # opens and checks the file before anything is written to stdout
+    except (FileNotFoundError, QueueError) as exc:
+        print(f"no agent state in {config.state_dir}: {exc}", file=sys.stderr)
+        return EX_FAILURE
     if args.format == "jsonl":
         for reading in readings():
             sys.stdout.write(reading.to_json() + "\n")

@@ -146,8 +146,10 @@ def fill_state(tmp_path: Path, config_path: Path) -> None:
 
 def test_status_and_export(tmp_path: Path, beam_agent: AgentCommand) -> None:
     config = agent_config(tmp_path, "http://127.0.0.1:9", SENSORS)
-    missing = beam_agent("status", "--config", str(config))
-    assert missing.returncode == 1 and "no agent state" in missing.stderr
+    for command in (["status"], ["export", "--format", "csv"]):
+        missing = beam_agent(*command, "--config", str(config))
+        assert missing.returncode == 1 and "no agent state" in missing.stderr
+        assert "Traceback" not in missing.stderr
     fill_state(tmp_path, config)
 
     status = json.loads(beam_agent("status", "--config", str(config), "--json").stdout)

@@ -1,0 +1,441 @@
+"""Delivery of queued readings to the receiver, with the contract's retry policy.
+
+The answer to every request is classified once (`PushOutcome`), and everything else follows
+from the class: 2xx acknowledges the batch, 413 splits it, another 4xx parks it in the dead
+letters, and 429, 5xx and network errors leave it queued for a later attempt after a capped,
+jittered exponential back-off. Readings are acknowledged only after a 2xx, so a crash or a
+lost answer means a reading is sent again (the receiver stores it once), never lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import json
+import logging
+import math
+import random
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Optional
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+
+from beam_agent.queue import ReadingQueue
+from beam_agent.reading import Reading, utc_now
+
+log = logging.getLogger(__name__)
+
+READINGS_PATH = "/api/readings"
+MAX_RESPONSE_BYTES = 64 * 1024  # an answer is a small JSON object; an error page may be big
+MAX_RETRY_AFTER_S = 3600.0  # a far-future HTTP date must not park the agent for days
+TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")  # what an HTTP header value can carry verbatim
+
+
+class OutcomeKind(enum.Enum):
+    OK = "ok"
+    RETRY = "retry"
+    TOO_LARGE = "too_large"
+    AUTH = "auth"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """What one request's answer means for the readings in it.
+
+    `auth` (401 and 403) is retried with back-off like `retry` and is NOT dead-lettered, a
+    deliberate extension of the contract (which parks every other 4xx): a token that was
+    rotated on one side first, or not deployed yet, must not park the whole backlog.
+    408 (request timeout) is retried too: it says nothing about the readings themselves.
+    """
+
+    kind: OutcomeKind
+    status: Optional[int]
+    message: str
+    accepted: Optional[int] = None
+    duplicates: int = 0
+    retry_after: Optional[float] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is OutcomeKind.OK
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in (OutcomeKind.RETRY, OutcomeKind.AUTH)
+
+
+def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
+    """Retry-After as seconds to wait: delta-seconds or an HTTP date; None if absent or junk."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):  # Python 3.9 raises TypeError on junk
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or utc_now())).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def error_message(status: int, content: bytes) -> str:
+    """A one-line description of an error answer, from the contract's error body if any."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and ("error" in body or "message" in body):
+        text = " ".join(str(body[key]) for key in ("error", "message") if body.get(key))
+        if body.get("details"):
+            text += f" {json.dumps(body['details'], default=str)}"
+    else:
+        text = content.decode("utf-8", "replace").strip()
+        text = " ".join(text.split()) or "(empty body)"
+    return f"HTTP {status}: {text[:500]}"
+
+
+def count_field(body: Any, key: str) -> Optional[int]:
+    value = body.get(key) if isinstance(body, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def classify(status: int, headers: Any, content: bytes) -> PushOutcome:
+    """The contract's status codes mapped to what the agent does next."""
+    if 200 <= status < 300:
+        try:
+            body = json.loads(content)
+        except ValueError:  # a garbage 2xx still means stored: acknowledge, count no duplicates
+            body = None
+        return PushOutcome(
+            OutcomeKind.OK,
+            status,
+            f"HTTP {status}",
+            accepted=count_field(body, "accepted"),
+            duplicates=count_field(body, "duplicates") or 0,
+        )
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    message = error_message(status, content)
+    if 300 <= status < 400:
+        location = headers.get("Location", "?")
+        return PushOutcome(
+            OutcomeKind.RETRY,
+            status,
+            f"HTTP {status}: redirected to {location}; api_url should be the receiver itself",
+            retry_after=retry_after,
+        )
+    if status in (401, 403):
+        return PushOutcome(OutcomeKind.AUTH, status, message, retry_after=retry_after)
+    if status == 413:
+        return PushOutcome(OutcomeKind.TOO_LARGE, status, message)
+    if status in (408, 429) or status >= 500 or status < 200:
+        return PushOutcome(OutcomeKind.RETRY, status, message, retry_after=retry_after)
+    return PushOutcome(OutcomeKind.REJECTED, status, message)
+
+
+def network_failure(exc: requests.RequestException, timeout_s: float) -> PushOutcome:
+    if isinstance(exc, requests.Timeout):
+        text = f"no answer within {timeout_s:g} s ({type(exc).__name__})"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return PushOutcome(OutcomeKind.RETRY, None, f"network error: {text[:500]}")
+
+
+class BearerToken(AuthBase):
+    """Sets the Authorization header per request (and keeps ~/.netrc from replacing it)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerToken(<hidden>)"
+
+
+class ReceiverClient:
+    """HTTP to one receiver over a kept-alive connection; never retries by itself (the
+    retry policy is `drain`'s and `Pusher`'s) and never logs the token."""
+
+    def __init__(
+        self,
+        api_url: str,
+        device_id: str,
+        token: Callable[[], str],
+        timeout_s: float,
+        agent_version: str,
+        gzip_min_bytes: int = 1024,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.device_id = device_id
+        self.token = token
+        self.timeout_s = timeout_s
+        self.gzip_min_bytes = gzip_min_bytes
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update(
+            {
+                "User-Agent": f"beam-agent/{agent_version}",
+                "X-Beam-Device": device_id,
+                "X-Beam-Agent-Version": agent_version,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            }
+        )
+
+    def post_readings(self, readings: Sequence[Reading]) -> PushOutcome:
+        return self.post_json(READINGS_PATH, {"readings": [r.to_dict() for r in readings]})
+
+    def post_json(self, path: str, body: dict[str, Any]) -> PushOutcome:
+        """POST a JSON document to `path` under api_url; every failure becomes an outcome."""
+        data = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        headers = {}
+        if len(data) >= self.gzip_min_bytes:
+            data = gzip.compress(data, compresslevel=6, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            token = self.token()
+        except Exception as exc:  # a token file not deployed yet is an auth problem, retried
+            return PushOutcome(
+                OutcomeKind.AUTH, None, f"cannot read the device token: {type(exc).__name__}"
+            )
+        if not TOKEN_PATTERN.fullmatch(token):
+            problem = "empty" if not token else "not a single printable ASCII word"
+            return PushOutcome(OutcomeKind.AUTH, None, f"device token is {problem}")
+        url = self.api_url + path
+        try:
+            response = self.session.post(
+                url,
+                data=data,
+                headers=headers,
+                auth=BearerToken(token),
+                timeout=self.timeout_s,
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                content = read_bounded(response, MAX_RESPONSE_BYTES)
+        except requests.RequestException as exc:
+            outcome = network_failure(exc, self.timeout_s)
+            log.debug("POST %s failed: %s", url, outcome.message)
+            return outcome
+        outcome = classify(response.status_code, response.headers, content)
+        log.debug("POST %s (%d bytes) -> %s", url, len(data), outcome.message)
+        return outcome
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def read_bounded(response: requests.Response, limit: int) -> bytes:
+    """At most `limit` bytes of the body. A body read to its end lets the connection be
+    reused; a longer one is cut off and its connection closed."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(8192):
+        size += len(chunk)
+        if size > limit:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Backoff:
+    """Capped exponential back-off with full jitter: after the n-th failure in a row, wait a
+    uniformly random time in [0, min(cap, base * 2**n)), so a fleet coming back after an
+    outage does not knock on the receiver in step, but at least what Retry-After asked."""
+
+    def __init__(
+        self,
+        base_s: float = 1.0,
+        cap_s: float = 300.0,
+        random_fn: Callable[[], float] = random.random,
+    ) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.random_fn = random_fn
+        self.failures = 0
+
+    def next_delay(self, retry_after: Optional[float] = None) -> float:
+        ceiling = min(self.cap_s, self.base_s * float(2 ** min(self.failures, 62)))
+        self.failures += 1
+        delay = self.random_fn() * ceiling
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass
+class DrainResult:
+    """What one `drain` did; `failure` is set when it stopped on a retryable answer."""
+
+    sent: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    requests: int = 0
+    last_status: Optional[int] = None
+    failure: Optional[PushOutcome] = None
+    batch_limit: int = 0
+    rejections: Optional[str] = None
+
+    @property
+    def retry_needed(self) -> bool:
+        return self.failure is not None
+
+    @property
+    def retry_after(self) -> Optional[float]:
+        return self.failure.retry_after if self.failure else None
+
+    def summary(self) -> str:
+        if self.failure is not None:
+            text = self.failure.message
+            if self.sent:
+                text += f" (after delivering {self.sent})"
+            return text
+        text = f"HTTP {self.last_status}: delivered {self.sent} ({self.duplicates} duplicates)"
+        if self.dead_lettered:
+            text += f"; dead-lettered {self.dead_lettered}: {self.rejections}"
+        return text
+
+
+def drain(
+    queue: ReadingQueue,
+    client: ReceiverClient,
+    batch_size: int,
+    stop: Optional[threading.Event] = None,
+) -> DrainResult:
+    """Push leased batches until the queue is empty, a retryable failure, or `stop`.
+
+    A batch shorter than asked means the queue is empty for now: the next push waits for the
+    interval so readings arriving one by one still travel in batches. Only one batch is held
+    at a time, however long the receiver has been away.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    result = DrainResult(batch_limit=batch_size)
+    while stop is None or not stop.is_set():
+        limit = result.batch_limit
+        batch = queue.lease(limit)
+        if not batch:
+            break
+        deliver(queue, client, batch, result)
+        if result.failure is not None or len(batch) < limit:
+            break
+    if result.requests:
+        ok = result.failure is None and not result.dead_lettered
+        queue.record_push_result(ok, result.summary(), utc_now())
+    return result
+
+
+def deliver(
+    queue: ReadingQueue, client: ReceiverClient, batch: Sequence[Reading], result: DrainResult
+) -> None:
+    """Send one batch and act on the answer; a 413 splits it in halves, recursively."""
+    outcome = client.post_readings(batch)
+    result.requests += 1
+    result.last_status = outcome.status
+    seqs = [reading.seq for reading in batch if reading.seq is not None]
+    if outcome.ok:
+        queue.ack(seqs, outcome.duplicates)
+        result.sent += len(batch)
+        result.duplicates += outcome.duplicates
+        result.accepted += (
+            outcome.accepted if outcome.accepted is not None else len(batch) - outcome.duplicates
+        )
+    elif outcome.kind is OutcomeKind.TOO_LARGE:
+        if len(batch) == 1:
+            reason = f"too large for the receiver even on its own: {outcome.message}"
+            result.dead_lettered += queue.dead_letter(seqs, outcome.status, reason)
+            result.rejections = reason
+            return
+        half = (len(batch) + 1) // 2
+        result.batch_limit = min(result.batch_limit, half)  # the rest of this drain fits too
+        for part in (batch[:half], batch[half:]):
+            deliver(queue, client, part, result)
+            if result.failure is not None:
+                return
+    elif outcome.kind is OutcomeKind.REJECTED:
+        result.dead_lettered += queue.dead_letter(seqs, outcome.status, outcome.message)
+        result.rejections = outcome.message
+    else:
+        result.failure = outcome
+
+
+class Pusher:
+    """The push loop the runner runs in its own thread."""
+
+    def __init__(
+        self,
+        queue: ReadingQueue,
+        client: ReceiverClient,
+        batch_size: int,
+        interval_ms: int,
+        backoff: Optional[Backoff] = None,
+    ) -> None:
+        self.queue = queue
+        self.client = client
+        self.batch_size = batch_size
+        self.interval_s = interval_ms / 1000.0
+        self.backoff = backoff or Backoff()
+        self.last_result: Optional[DrainResult] = None
+        self.last_delay = 0.0
+        self.logged_failure: Optional[str] = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Drain every interval (a drain keeps going at once while batches come back full),
+        back off on failure; on `stop`, finish the request in flight (bounded by the client's
+        timeout) and return."""
+        while not stop.is_set():
+            delay = self.cycle(stop)
+            if stop.wait(delay):
+                break
+
+    def cycle(self, stop: Optional[threading.Event] = None) -> float:
+        """One drain; returns how long to wait before the next."""
+        try:
+            result = drain(self.queue, self.client, self.batch_size, stop)
+        except Exception:
+            log.exception("push failed")
+            self.last_delay = self.backoff.next_delay()
+            return self.last_delay
+        self.last_result = result
+        if result.failure is None:
+            if self.logged_failure is not None and result.requests:
+                log.info("receiver accepts readings again (%s)", result.summary())
+                self.logged_failure = None
+            self.backoff.reset()
+            self.last_delay = self.interval_s
+            return self.last_delay
+        self.last_delay = self.backoff.next_delay(result.failure.retry_after)
+        if result.failure.message != self.logged_failure:  # log changes, not repeats
+            log.warning(
+                "push failed, %d readings queued, retrying in %.1f s: %s",
+                self.queue.depth(),
+                self.last_delay,
+                result.failure.message,
+            )
+            self.logged_failure = result.failure.message
+        return self.last_delay
