@@ -23,6 +23,7 @@ class HandoffBuffer(Generic[T]):
         self.items: deque[T] = deque()
         self.condition = threading.Condition()
         self.refused = 0
+        self.wake_at = 1  # how many items wake a waiting taker (raised while it lingers)
 
     def put(self, item: T) -> bool:
         with self.condition:
@@ -30,7 +31,8 @@ class HandoffBuffer(Generic[T]):
                 self.refused += 1
                 return False
             self.items.append(item)
-            self.condition.notify()
+            if len(self.items) >= self.wake_at:
+                self.condition.notify()
             return True
 
     def take(self, max_items: int, wait_s: float, linger_s: float = 0.0) -> list[T]:
@@ -41,12 +43,18 @@ class HandoffBuffer(Generic[T]):
             if not self.items:
                 return []
             if linger_s > 0 and len(self.items) < max_items:
-                deadline = time.monotonic() + linger_s
-                while len(self.items) < max_items:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self.condition.wait(remaining)
+                # Sleep through the linger unless a full batch gathers: one wake-up per
+                # batch instead of one per item.
+                self.wake_at = max_items
+                try:
+                    deadline = time.monotonic() + linger_s
+                    while len(self.items) < max_items:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self.condition.wait(remaining)
+                finally:
+                    self.wake_at = 1
             count = min(max_items, len(self.items))
             return [self.items.popleft() for _ in range(count)]
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_BUDGET_S = 8.0  # the contract promises exit within 10 s of SIGTERM
 WRITE_BATCH = 2000
-WRITE_LINGER_S = 0.05
+WRITE_LINGER_S = 0.25
 STATS_EVERY_S = 5.0
 
 
@@ -107,7 +107,7 @@ class Agent:
     def _write_loop(self) -> None:
         """Commit readings in groups; keep going until stopping and the buffer is empty."""
         while True:
-            batch = self.buffer.take(WRITE_BATCH, wait_s=0.2, linger_s=WRITE_LINGER_S)
+            batch = self.buffer.take(WRITE_BATCH, wait_s=1.0, linger_s=WRITE_LINGER_S)
             if batch:
                 try:
                     self.queue.enqueue(batch)

@@ -144,17 +144,22 @@ class SensorWorker:
     def _run_polled(self, driver: Driver) -> None:
         interval = self.sensor.interval_ms / 1000
         timeout = self.sensor.timeout_ms / 1000
+        caller = ReadCaller(driver, f"read:{self.sensor.name}")
         # Start each sensor at a random phase so a fleet of sensors does not read in lockstep.
         next_due = time.monotonic() + random.uniform(0, min(interval, 1.0))
-        in_flight: Optional[threading.Thread] = None
+        try:
+            self._poll(caller, interval, timeout, next_due)
+        finally:
+            caller.close()
+
+    def _poll(self, caller: ReadCaller, interval: float, timeout: float, next_due: float) -> None:
         while not self.stop.wait(max(0.0, next_due - time.monotonic())):
-            if in_flight is not None and in_flight.is_alive():
+            if caller.busy:
                 errors = self.record_error("previous read still hung", timeout=True)
                 next_due = time.monotonic() + backoff_delay(interval, errors)
                 continue
-            in_flight = self._call_read(driver, timeout)
+            self._read(caller, timeout)
             errors = self.stats.consecutive_errors
-            jitter = random.uniform(-0.05, 0.05) * interval
             if errors:
                 next_due = time.monotonic() + backoff_delay(interval, errors)
             else:
@@ -162,34 +167,65 @@ class SensorWorker:
                 now = time.monotonic()
                 if next_due < now:  # overran: skip missed ticks instead of bunching them
                     next_due = now + interval - (now - next_due) % interval
-                next_due += jitter
+                next_due += random.uniform(-0.05, 0.05) * interval
 
-    def _call_read(self, driver: Driver, timeout: float) -> Optional[threading.Thread]:
-        """Read once on a daemon thread; returns the thread if it is still hung after timeout."""
-        outcome: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                outcome["samples"] = driver.read()
-            except Exception as exc:
-                outcome["error"] = exc
-
-        thread = threading.Thread(target=call, name=f"read:{self.sensor.name}", daemon=True)
-        thread.start()
-        thread.join(timeout)
-        if thread.is_alive():
+    def _read(self, caller: ReadCaller, timeout: float) -> None:
+        if not caller.call(timeout):
             self.record_error(f"read timed out after {timeout:g} s", timeout=True)
-            return thread
-        if "error" in outcome:
-            self.record_error(describe(outcome["error"]))
-            return None
-        samples = outcome.get("samples")
+            return
+        if caller.error is not None:
+            self.record_error(describe(caller.error))
+            return
+        samples = caller.samples
         if not isinstance(samples, list) or not all(isinstance(s, Sample) for s in samples):
             self.record_error(f"driver returned {type(samples).__name__}, not a list of Sample")
-            return None
+            return
         for sample in samples:
             self.emit(sample)
-        return None
+
+
+class ReadCaller:
+    """Runs `driver.read()` on a long-lived daemon thread so a caller can stop waiting.
+
+    A read that hangs in hardware cannot be interrupted; the caller gives up after its
+    timeout and the thread stays `busy` until the read returns, so hung reads never pile up.
+    """
+
+    def __init__(self, driver: Driver, name: str) -> None:
+        self.driver = driver
+        self.requested = threading.Event()
+        self.finished = threading.Event()
+        self.samples: Any = None
+        self.error: Optional[BaseException] = None
+        self.busy = False
+        self.closed = False
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def call(self, timeout: float) -> bool:
+        """Start a read and wait for it; False if it is still running after `timeout`."""
+        self.finished.clear()
+        self.busy = True
+        self.requested.set()
+        return self.finished.wait(timeout)
+
+    def close(self) -> None:
+        """End the thread once any running read returns."""
+        self.closed = True
+        self.requested.set()
+
+    def _serve(self) -> None:
+        while True:
+            self.requested.wait()
+            self.requested.clear()
+            if self.closed:
+                return
+            self.samples, self.error = None, None
+            try:
+                self.samples = self.driver.read()
+            except Exception as exc:
+                self.error = exc
+            self.busy = False
+            self.finished.set()
 
 
 def describe(exc: BaseException) -> str:
