@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -83,12 +85,17 @@ def parse_since(text: str) -> datetime:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    stop_event = threading.Event()
+    # Catch a stop at once: a SIGTERM while requests and psutil still import counts too.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: stop_event.set())
+
     from beam_agent.logs import configure_logging
     from beam_agent.runner import run_agent
 
     config = load_config(args.config)
     configure_logging(args.log_level)
-    return run_agent(config)
+    return run_agent(config, stop_event)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -33,9 +33,9 @@ STATS_EVERY_S = 5.0
 
 
 class Agent:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, stop_event: Optional[threading.Event] = None) -> None:
         self.config = config
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
         self.started_at = time.monotonic()
         self.queue = ReadingQueue(
             config.state_dir, config.queue.max_readings, config.queue.overflow
@@ -59,13 +59,8 @@ class Agent:
             ),
         }
 
-    def request_stop(self, signum: int, _frame: Optional[FrameType]) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        self.stop_event.set()
-
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        install_stop_handlers(self.stop_event)
         for thread in self.threads.values():
             thread.start()
         self.scheduler.start()
@@ -152,5 +147,17 @@ class Agent:
         return result
 
 
-def run_agent(config: AgentConfig) -> int:
-    return Agent(config).run()
+def install_stop_handlers(stop_event: threading.Event) -> None:
+    """SIGTERM and SIGINT ask for a clean stop; `cli` calls this before the heavy imports so
+    a stop requested during start-up is honoured too (exit 0, not death by signal)."""
+
+    def request_stop(signum: int, _frame: Optional[FrameType]) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+def run_agent(config: AgentConfig, stop_event: Optional[threading.Event] = None) -> int:
+    return Agent(config, stop_event).run()

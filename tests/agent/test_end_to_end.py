@@ -63,7 +63,13 @@ def test_sigkill_loses_nothing(tmp_path: Path) -> None:
         drain_config = agent_config(tmp_path, receiver.url, "", push=push)
         state = ReadingQueue.read_status(tmp_path / "state")
         last_seq = state["counters"]["last_seq"]
+        registrations = len(receiver.requests_to("/api/nodes/register"))
         agent = start_agent(drain_config)
+        wait_until(
+            lambda: len(receiver.requests_to("/api/nodes/register")) > registrations,
+            30,
+            "the draining agent to start",
+        )
         wait_until(
             lambda: ReadingQueue.read_status(tmp_path / "state")["depth"] == 0,
             60,
