@@ -24,14 +24,14 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "agent"))
+sys.path.insert(0, str(ROOT))  # the receiver double lives in the test suite
 
 from beam_agent import __version__  # noqa: E402
 from beam_agent.push import ReceiverClient, drain  # noqa: E402
 from beam_agent.queue import ReadingQueue  # noqa: E402
 from beam_agent.reading import Reading, format_timestamp  # noqa: E402
 
-from receiver_double import ReceiverDouble  # noqa: E402
+from tests.agent.receiver_double import ReceiverDouble  # noqa: E402
 
 BATCH = 500
 

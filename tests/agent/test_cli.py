@@ -10,7 +10,7 @@ from beam_agent.config import load_config
 from beam_agent.queue import ReadingQueue
 from beam_agent.reading import Reading
 
-from conftest import AgentCommand, agent_config
+from tests.agent.conftest import AgentCommand, agent_config
 
 SENSORS = """
 [[sensor]]

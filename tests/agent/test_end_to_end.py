@@ -14,8 +14,8 @@ import pytest
 
 from beam_agent.queue import ReadingQueue
 
-from conftest import agent_config
-from receiver_double import ReceiverDouble
+from tests.agent.conftest import agent_config
+from tests.agent.receiver_double import ReceiverDouble
 
 SENSOR_100HZ = """
 [[sensor]]

@@ -27,7 +27,7 @@ from beam_agent.push import (
 from beam_agent.queue import ReadingQueue
 from beam_agent.reading import Reading
 
-from receiver_double import ReceiverDouble, RecordedRequest, Reply
+from tests.agent.receiver_double import ReceiverDouble, RecordedRequest, Reply
 
 DEVICE = "beamrider-0001"
 TOKEN = "s3cr3t-device-token-4f9a"

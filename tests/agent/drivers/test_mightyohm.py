@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pty_fixtures import FakeSerialDevice, StreamRunner, wait_until
 
 from beam_agent.config import load_config
 from beam_agent.drivers import DriverError, OptionError, resolve_driver
 from beam_agent.drivers.mightyohm import MightyOhmDriver, parse_mightyohm
 from beam_agent.reading import Reading
 from beam_agent.scheduler import Scheduler
+
+from tests.agent.drivers.pty_fixtures import FakeSerialDevice, StreamRunner, wait_until
 
 LINE = b"CPS, 1, CPM, 38, uSv/hr, 0.21, SLOW\r\n"
 

@@ -9,11 +9,12 @@ from typing import Any, Optional
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pty_fixtures import FakeSerialDevice, StreamRunner, wait_until
 
 from beam_agent.drivers import DriverError, OptionError, resolve_driver
 from beam_agent.drivers.lines import LineSplitter
 from beam_agent.drivers.serial_lines import SerialLinesDriver, convert
+
+from tests.agent.drivers.pty_fixtures import FakeSerialDevice, StreamRunner, wait_until
 
 PATTERN = r"T=(?P<temperature_c>\S+) H=(?P<humidity>\S+) ID=(?P<station>\w+)( BAT=(?P<bat>\S+))?"
 

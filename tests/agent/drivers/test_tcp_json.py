@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pty_fixtures import WAIT_S, StreamRunner, wait_until
 
 from beam_agent.drivers import DriverError, OptionError, resolve_driver
 from beam_agent.drivers.tcp_json import TcpJsonDriver, parse_object
+
+from tests.agent.drivers.pty_fixtures import WAIT_S, StreamRunner, wait_until
 
 
 class JsonLineServer:
