@@ -13,7 +13,7 @@ VENV39 ?= .venv39
 help:
 	@echo "make test     lint, type-check and run the whole test suite (what CI runs)"
 	@echo "make demo     run a receiver and an agent with virtual sensors on this machine"
-	@echo "make bench    print the agent's benchmark figures"
+	@echo "make bench    print the agent's and the receiver's benchmark figures"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/agent_bench.py
+	$(BIN)/python bench/receiver_bench.py
 
 clean:
 	rm -rf $(VENV) $(VENV39) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -55,6 +55,7 @@ class ReceiverConfig:
     metrics_require_operator: bool = False
     session_cookie_secure: bool = False
     request_timeout_s: float = 30.0
+    telemetry_retention_days: float = 30.0
     path: Optional[Path] = None
 
     @property
@@ -147,6 +148,7 @@ KEYS: dict[str, Check] = {
     "metrics_require_operator": _boolean,
     "session_cookie_secure": _boolean,
     "request_timeout_s": _positive_number,
+    "telemetry_retention_days": _non_negative_number,
 }
 PATH_KEYS = ("database", "tokens_file", "expected_nodes_file", "secret_key_file")
 REQUIRED_KEYS = ("database", "tokens_file")
@@ -187,7 +189,12 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> ReceiverConfig:
             value = (path.parent / Path(value).expanduser()).absolute()
         elif key == "synchronous":
             value = value.upper()
-        elif key in ("telemetry_interval_s", "max_future_s", "request_timeout_s"):
+        elif key in (
+            "telemetry_interval_s",
+            "max_future_s",
+            "request_timeout_s",
+            "telemetry_retention_days",
+        ):
             value = float(value)
         values[key] = value
     if problems:

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from gunicorn.app.base import BaseApplication
 
@@ -60,6 +60,13 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
         self.receiver_config = config
         self.metrics_dir = metrics_dir
         self.owns_metrics_dir = owned
+        self.mark_process_dead: Callable[[int, str], None] = lambda pid, path: None
+        if metrics_dir:
+            # Imported now, not in child_exit: an import inside a signal handler can land
+            # in the middle of another import and crash the master.
+            from prometheus_client import multiprocess
+
+            self.mark_process_dead = multiprocess.mark_process_dead
         super().__init__()
 
     def load_config(self) -> None:
@@ -67,10 +74,17 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
         if getattr(self, "started", False):
             try:
                 self.receiver_config = load_config(self.config_path)
+            except ConfigError as exc:
+                log.error(
+                    "SIGHUP: keeping the previous receiver.toml settings: %s",
+                    exc,
+                    extra={"event": "reload_failed"},
+                )
+            try:
                 remember_files(self.receiver_config)
             except ConfigError as exc:
                 log.error(
-                    "SIGHUP: keeping the previous configuration: %s",
+                    "SIGHUP: new workers start from the last good tokens and nodes: %s",
                     exc,
                     extra={"event": "reload_failed"},
                 )
@@ -92,12 +106,9 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
         return create_app(self.receiver_config)
 
     def child_exit(self, server: Any, worker: Any) -> None:
+        """Runs in the master's SIGCHLD handler: no imports here (see __init__)."""
         if self.metrics_dir:
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
-                worker.pid, self.metrics_dir
-            )
+            self.mark_process_dead(worker.pid, self.metrics_dir)
 
     def on_exit(self, server: Any) -> None:
         if self.owns_metrics_dir:
@@ -123,5 +134,6 @@ def prepare_metrics_dir(config: ReceiverConfig) -> tuple[str, bool]:
 
 def run(config_path: Path, config: ReceiverConfig) -> None:
     """Serve until SIGTERM/SIGINT, then return after gunicorn's graceful stop."""
+    configure_logging()
     metrics_dir, owned = prepare_metrics_dir(config)
     ReceiverServer(config_path, config, metrics_dir, owned).run()

@@ -9,16 +9,48 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Optional
 
 RFC3339 = re.compile(
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))$"
 )
+# The form agents send (UTC, 'Z', at most microseconds): parsed without datetime, fast.
+CANONICAL = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?Z"
+)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 class TimestampError(ValueError):
     """Why a string is not an acceptable RFC 3339 timestamp."""
+
+
+def days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+def _parse_canonical(text: str) -> Optional[int]:
+    """Epoch ms of a plainly valid 'YYYY-MM-DDTHH:MM:SS[.ffffff]Z', else None."""
+    match = CANONICAL.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    if year < 1970 or not 1 <= month <= 12 or hour > 23 or minute > 59 or second > 59:
+        return None
+    leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not 1 <= day <= MONTH_DAYS[month - 1] + leap:
+        return None
+    fraction = match.group(7) or ""
+    seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    return seconds * 1000 + (int((fraction + "00")[:3]) if fraction else 0)
 
 
 def parse_rfc3339(text: str) -> tuple[int, str]:
@@ -27,6 +59,9 @@ def parse_rfc3339(text: str) -> tuple[int, str]:
     The fraction is kept as sent (up to microseconds), so a timestamp already in UTC 'Z'
     form comes back unchanged.
     """
+    epoch_ms = _parse_canonical(text)
+    if epoch_ms is not None:
+        return epoch_ms, text
     match = RFC3339.fullmatch(text)
     if match is None:
         raise TimestampError(

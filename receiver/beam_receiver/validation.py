@@ -13,10 +13,9 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Optional
 
-from beam_receiver.storage import Heartbeat, NewReading, Registration, json_path
+from beam_receiver.storage import Heartbeat, NewReading, Registration
 from beam_receiver.timestamps import TimestampError, format_ms, parse_rfc3339
 
 INT64_MIN = -(2**63)
@@ -25,10 +24,6 @@ MAX_NAME_LENGTH = 128
 MAX_TEXT_LENGTH = 1024
 MAX_DEPTH = 32
 MAX_DETAILS = 50
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
-MAX_BUCKETS = 10_000
-DEFAULT_SERIES_WINDOW_MS = 24 * 3600 * 1000
 READING_FIELDS = ("device_id", "sensor", "sensor_type", "payload", "timestamp", "seq")
 TELEMETRY_FIELDS = (
     "node_id",
@@ -42,10 +37,9 @@ TELEMETRY_FIELDS = (
     "protocol_version",
 )
 REGISTRATION_FIELDS = ("node_id", "role", "hostname", "ip_address", "software_version", "tags")
-BUCKET_PATTERN = re.compile(r"^([0-9]{1,9})([smhd]?)$")
-BUCKET_UNITS_MS = {"": 1000, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-CURSOR_PATTERN = re.compile(r"^[0-9]{1,19}$")
-LIMIT_PATTERN = re.compile(r"^[0-9]{1,6}$")
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# One encoder for every payload: json.dumps with options would build a new one each call.
+ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class ValidationError(ValueError):
@@ -95,7 +89,7 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-def _name_problem(value: Any, max_length: int = MAX_NAME_LENGTH) -> Optional[str]:
+def name_problem(value: Any, max_length: int = MAX_NAME_LENGTH) -> Optional[str]:
     """Why a value is not a usable identifier (device, sensor, node, role ...), or None."""
     if not isinstance(value, str):
         return f"must be a string, not {json_type(value)}"
@@ -103,7 +97,7 @@ def _name_problem(value: Any, max_length: int = MAX_NAME_LENGTH) -> Optional[str
         return "must not be empty"
     if len(value) > max_length:
         return f"must be at most {max_length} characters"
-    if _has_surrogates(value) or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+    if UNPRINTABLE.search(value):
         return "must not contain control characters or unpaired surrogates"
     return None
 
@@ -167,7 +161,7 @@ def _check_object(
     check_json_value(value, field, problems, index)
     if problems.count > before:
         return None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return ENCODER.encode(value)
 
 
 def _check_timestamp(
@@ -219,7 +213,7 @@ def _check_reading(
             problems.add(name, "is required", index)
     for name in ("device_id", "sensor", "sensor_type"):
         if name in item:
-            message = _name_problem(item[name])
+            message = name_problem(item[name])
             if message:
                 problems.add(name, message, index)
     payload = (
@@ -247,6 +241,73 @@ def _check_reading(
         ts_ms=stamp[0],
         payload=payload,
     )
+
+
+# -- the fast path: most batches are fine, so prove that cheaply first -----------------------
+
+_good_names: dict[str, None] = {}  # identifiers already checked (bounded, see _good_name)
+
+
+def _good_name(value: Any) -> bool:
+    if type(value) is not str:
+        return False
+    if value in _good_names:
+        return True
+    if name_problem(value) is not None:
+        return False
+    if len(_good_names) < 10_000:
+        _good_names[value] = None
+    return True
+
+
+def _plain_json(value: Any, depth: int) -> bool:
+    """True for values that need no closer look (NaN and surrogates are left to the encoder)."""
+    kind = type(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(INT64_MIN <= value <= INT64_MAX)
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        return all(_plain_json(item, depth + 1) for item in value.values())
+    if kind is list:
+        return all(_plain_json(item, depth + 1) for item in value)
+    return False
+
+
+def _fast_reading(item: Any, latest_ms: int) -> Optional[NewReading]:
+    """The reading if it is plainly valid, else None: _check_reading then says what is wrong.
+
+    Never accepts what _check_reading would refuse; it may give up on what it would accept.
+    """
+    if type(item) is not dict or len(item) != len(READING_FIELDS):
+        return None
+    try:
+        device_id = item["device_id"]
+        sensor = item["sensor"]
+        sensor_type = item["sensor_type"]
+        payload = item["payload"]
+        timestamp = item["timestamp"]
+        seq = item["seq"]
+    except KeyError:
+        return None
+    if not (_good_name(device_id) and _good_name(sensor) and _good_name(sensor_type)):
+        return None
+    if type(seq) is not int or not 1 <= seq <= INT64_MAX or type(timestamp) is not str:
+        return None
+    try:
+        epoch_ms, text = parse_rfc3339(timestamp)
+    except TimestampError:
+        return None
+    if epoch_ms > latest_ms or type(payload) is not dict or not _plain_json(payload, 0):
+        return None
+    try:
+        payload_text = ENCODER.encode(payload)  # ValueError for NaN and Infinity
+        payload_text.encode("utf-8")  # UnicodeEncodeError for unpaired surrogates
+    except (ValueError, UnicodeEncodeError):
+        return None
+    return NewReading(device_id, seq, sensor, sensor_type, text, epoch_ms, payload_text)
 
 
 def reading_items(body: Any) -> list[Any]:
@@ -292,6 +353,15 @@ def foreign_devices(items: list[Any], device_id: str) -> list[dict[str, Any]]:
 
 def parse_readings(items: list[Any], now_ms: int, max_future_ms: int) -> list[NewReading]:
     """Every reading checked; any problem anywhere rejects the whole batch."""
+    latest_ms = now_ms + max_future_ms
+    readings = []
+    for item in items:
+        reading = _fast_reading(item, latest_ms)
+        if reading is None:
+            break
+        readings.append(reading)
+    else:
+        return readings
     problems = Problems()
     readings = []
     for index, item in enumerate(items):
@@ -312,7 +382,7 @@ def _optional_name(
     value = body.get(name)
     if value is None:
         return None
-    message = _name_problem(value, max_length)
+    message = name_problem(value, max_length)
     if message:
         problems.add(name, message)
         return None
@@ -363,7 +433,7 @@ def _node_id(data: Mapping[str, Any], problems: Problems) -> str:
     if "node_id" not in data:
         problems.add("node_id", "is required")
         return ""
-    message = _name_problem(data["node_id"])
+    message = name_problem(data["node_id"])
     if message:
         problems.add("node_id", message)
         return ""
@@ -439,160 +509,3 @@ def parse_registration(body: Any) -> Registration:
     )
     problems.raise_if_any("The registration is invalid; nothing was stored.")
     return result
-
-
-# -- query strings -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReadingsQuery:
-    device_id: Optional[str] = None
-    sensor: Optional[str] = None
-    sensor_type: Optional[str] = None
-    start_ms: Optional[int] = None
-    end_ms: Optional[int] = None
-    after_id: Optional[int] = None
-    limit: int = DEFAULT_PAGE
-
-
-@dataclass(frozen=True)
-class SeriesQuery:
-    device_id: str
-    sensor: str
-    field: str
-    bucket_ms: int
-    start_ms: int
-    end_ms: int
-
-
-def _unknown_parameters(
-    args: Mapping[str, str], known: tuple[str, ...], problems: Problems
-) -> None:
-    for name in sorted(args):
-        if name not in known:
-            problems.add(name, f"unknown parameter (known: {', '.join(known)})")
-
-
-def _query_name(args: Mapping[str, str], name: str, problems: Problems) -> Optional[str]:
-    value = args.get(name)
-    if value is None:
-        return None
-    message = _name_problem(value)
-    if message:
-        problems.add(name, message)
-        return None
-    return value
-
-
-def _query_time(args: Mapping[str, str], name: str, problems: Problems) -> Optional[int]:
-    value = args.get(name)
-    if value is None:
-        return None
-    try:
-        return parse_rfc3339(value)[0]
-    except TimestampError as exc:
-        problems.add(name, str(exc))
-        return None
-
-
-def _check_window(start_ms: Optional[int], end_ms: Optional[int], problems: Problems) -> None:
-    if start_ms is not None and end_ms is not None and start_ms >= end_ms:
-        problems.add("end", "must be later than start")
-
-
-def parse_readings_query(args: Mapping[str, str]) -> ReadingsQuery:
-    """GET /api/readings: filters, a page size of at most 1000 and the `after` cursor."""
-    known = ("device_id", "sensor", "sensor_type", "start", "end", "limit", "after")
-    problems = Problems()
-    _unknown_parameters(args, known, problems)
-    limit = DEFAULT_PAGE
-    if "limit" in args:
-        text = args["limit"]
-        if not LIMIT_PATTERN.fullmatch(text) or not 1 <= int(text) <= MAX_PAGE:
-            problems.add("limit", f"must be a whole number from 1 to {MAX_PAGE}")
-        else:
-            limit = int(text)
-    after = None
-    if "after" in args:
-        text = args["after"]
-        if not CURSOR_PATTERN.fullmatch(text) or int(text) > INT64_MAX:
-            problems.add("after", "must be the `next` cursor of a previous page")
-        else:
-            after = int(text)
-    start_ms = _query_time(args, "start", problems)
-    end_ms = _query_time(args, "end", problems)
-    _check_window(start_ms, end_ms, problems)
-    query = ReadingsQuery(
-        device_id=_query_name(args, "device_id", problems),
-        sensor=_query_name(args, "sensor", problems),
-        sensor_type=_query_name(args, "sensor_type", problems),
-        start_ms=start_ms,
-        end_ms=end_ms,
-        after_id=after,
-        limit=limit,
-    )
-    problems.raise_if_any("The query is invalid.")
-    return query
-
-
-def parse_latest_query(args: Mapping[str, str]) -> Optional[str]:
-    """GET /api/readings/latest: an optional device_id."""
-    problems = Problems()
-    _unknown_parameters(args, ("device_id",), problems)
-    device_id = _query_name(args, "device_id", problems)
-    problems.raise_if_any("The query is invalid.")
-    return device_id
-
-
-def parse_bucket(text: str) -> int:
-    """'60s', '5m', '1h', '1d' or plain seconds ('60') as milliseconds."""
-    match = BUCKET_PATTERN.fullmatch(text)
-    if match is None or int(match.group(1)) == 0:
-        raise ValueError(f"{text[:32]!r} is not a bucket width like 60s, 5m, 1h or 1d")
-    return int(match.group(1)) * BUCKET_UNITS_MS[match.group(2)]
-
-
-def parse_series_query(args: Mapping[str, str], now_ms: int) -> SeriesQuery:
-    """GET /api/analytics/series: one payload field of one sensor, bucketed over a window.
-
-    end defaults to now and start to 24 hours before end; at most 10,000 buckets.
-    """
-    known = ("device_id", "sensor", "field", "bucket", "start", "end")
-    problems = Problems()
-    _unknown_parameters(args, known, problems)
-    for name in ("device_id", "sensor", "field"):
-        if name not in args:
-            problems.add(name, "is required")
-    device_id = _query_name(args, "device_id", problems)
-    sensor = _query_name(args, "sensor", problems)
-    field = args.get("field")
-    if field is not None:
-        message = _name_problem(field, 256)
-        if message is None:
-            try:
-                json_path(field)
-            except ValueError:
-                message = "must be a payload field name: no '\"' and no empty part between dots"
-        if message:
-            problems.add("field", message)
-            field = None
-    bucket_ms = 60_000
-    if "bucket" in args:
-        try:
-            bucket_ms = parse_bucket(args["bucket"])
-        except ValueError as exc:
-            problems.add("bucket", str(exc))
-    start_ms = _query_time(args, "start", problems)
-    end_ms = _query_time(args, "end", problems)
-    end = end_ms if end_ms is not None else now_ms
-    start = start_ms if start_ms is not None else max(0, end - DEFAULT_SERIES_WINDOW_MS)
-    if start >= end:
-        problems.add("end", "must be later than start")
-    elif (end - start) // bucket_ms > MAX_BUCKETS:
-        problems.add(
-            "bucket",
-            f"gives more than {MAX_BUCKETS} buckets over this window; use a wider bucket",
-        )
-    problems.raise_if_any("The query is invalid.")
-    assert device_id is not None and sensor is not None and field is not None
-    return SeriesQuery(device_id, sensor, field, bucket_ms, start, end)

@@ -277,3 +277,31 @@ def test_inventory_changes_are_picked_up(receiver: Receiver) -> None:
     nodes = nodes_by_id(receiver)
     assert set(nodes) == {"beamrider-0009"}
     assert nodes["beamrider-0009"]["role"] == "sensor"
+
+
+def test_old_heartbeats_are_pruned(make_receiver: Callable[..., Receiver]) -> None:
+    receiver = make_receiver(telemetry_retention_days=1)
+    database = receiver.state.database
+    now_ms = int(time.time() * 1000)
+    beat = Heartbeat(DEVICE, "2026-02-15T19:06:00Z", "agent", 1.0, "0.1.0", None, 1, 0, "{}", "{}")
+    database.record_heartbeat(beat, received_at_ms=now_ms - 3 * 86_400_000)
+    database.record_heartbeat(beat, received_at_ms=now_ms - 2 * 86_400_000)
+    assert len(database.telemetry_events(DEVICE)) == 2
+    response = receiver.client.post("/api/telemetry", json=heartbeat(), headers=receiver.headers())
+    assert response.status_code == 200
+    events = receiver.get(f"/api/nodes/{DEVICE}/telemetry").get_json()["events"]
+    assert len(events) == 1 and events[0]["metrics"]["queue_depth"] == 42
+
+
+def test_heartbeat_needs_a_device_token_and_a_small_body(
+    make_receiver: Callable[..., Receiver],
+) -> None:
+    receiver = make_receiver(max_body_bytes=2000)
+    assert_error(receiver.client.post("/api/telemetry", json=heartbeat()), 401, "unauthorized")
+    big = heartbeat(metrics={"padding": "x" * 3000})
+    response = receiver.client.post("/api/telemetry", json=big, headers=receiver.headers())
+    assert_error(response, 413, "payload_too_large")
+    response = receiver.client.post(
+        "/api/nodes/register", json=registration(hostname="h" * 3000), headers=receiver.headers()
+    )
+    assert_error(response, 413, "payload_too_large")

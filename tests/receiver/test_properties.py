@@ -147,3 +147,80 @@ def test_never_5xx_and_stored_count_matches_the_answer(
         assert after == before
         assert set(answer) == {"error", "message", "details"}
         assert response.status_code in (400, 403, 413, 415)
+
+
+# Per parameter, values that are usually right, so the SQL runs; plus anything at all.
+plausible = {
+    "device_id": st.sampled_from([DEVICE, OTHER_DEVICE, "nobody"]),
+    "sensor": st.sampled_from(["geiger", "bme280", "wave"]),
+    "sensor_type": st.sampled_from(["mightyohm", "virtual"]),
+    "start": past_time,
+    "end": past_time | st.just("2026-11-01T00:00:00Z"),
+    "limit": st.integers(1, 1000).map(str),
+    "after": st.integers(0, 2**63 - 1).map(str),
+    "field": st.sampled_from(["cpm", "usv_per_hr", "env.t", "mode", "a b", "x[0]", "$"]),
+    "bucket": st.sampled_from(["1s", "60s", "5m", "1h", "1d", "3600"]),
+}
+query_values = (
+    st.text(max_size=30)
+    | st.from_regex(r"[0-9]{1,22}", fullmatch=True)
+    | st.from_regex(r"-?[0-9]{1,4}[smhd]?", fullmatch=True)
+    | any_time
+)
+
+
+PARAMETERS = {
+    "/api/readings": ["device_id", "sensor", "sensor_type", "start", "end", "limit", "after"],
+    "/api/readings/latest": ["device_id"],
+    "/api/analytics/series": ["device_id", "sensor", "field", "bucket", "start", "end"],
+    "/api/nodes": [],
+}
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> tuple[str, list[tuple[str, str]]]:
+    """A path and a query string: mostly its own parameters, mostly plausible values."""
+    path = draw(st.sampled_from(sorted(PARAMETERS)))
+    names = draw(st.sets(st.sampled_from(PARAMETERS[path] or ["device_id"]), max_size=6))
+    if path == "/api/analytics/series" and not draw(rarely):
+        names |= {"device_id", "sensor", "field"}  # the required ones, most of the time
+    if not PARAMETERS[path] and not draw(rarely):
+        names = set()
+    query = [
+        (name, draw(plausible[name] if draw(sometimes_not) else query_values)) for name in names
+    ]
+    if draw(rarely):
+        query.append((draw(st.text(min_size=1, max_size=6)), draw(query_values)))
+    return path, query
+
+
+sometimes_not = st.sampled_from([True] * 3 + [False])
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(request=queries())
+def test_queries_never_5xx(receiver: Receiver, request: tuple[str, list[tuple[str, str]]]) -> None:
+    """Any query string gets 200 or a 400 naming the problem; only data reaches the SQL."""
+    seed = [
+        {
+            "device_id": DEVICE,
+            "sensor": "geiger",
+            "sensor_type": "mightyohm",
+            "payload": {"cpm": seq, "env": {"t": seq / 2}, "a b": 1, "x[0]": 2, "$": 3},
+            "timestamp": f"2025-06-01T12:{seq:02d}:00Z",
+            "seq": seq,
+        }
+        for seq in range(1, 31)
+    ]
+    assert receiver.post_readings({"readings": seed}).status_code == 200  # resent: duplicates
+    path, query = request
+    response = receiver.client.get(path, query_string=query, headers=receiver.operator())
+    event(f"{path} {response.status_code}")
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
+    body = response.get_json()
+    if response.status_code == 400:
+        assert body["error"] == "invalid_query" and body["details"]

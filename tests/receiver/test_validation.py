@@ -1,16 +1,16 @@
-"""Timestamps and the pure validation helpers, below the HTTP layer."""
+"""Timestamps, bucket widths and the pure validation helpers, below the HTTP layer."""
 
 from __future__ import annotations
 
 import pytest
 
+from beam_receiver.queries import parse_bucket
 from beam_receiver.timestamps import TimestampError, format_ms, parse_rfc3339
 from beam_receiver.validation import (
     MAX_DEPTH,
     Problems,
     ValidationError,
     check_json_value,
-    parse_bucket,
     parse_readings,
     reading_items,
 )

@@ -8,9 +8,10 @@ from flask import Blueprint
 
 from beam_receiver.api.params import invalid, query_args
 from beam_receiver.auth import require_operator
+from beam_receiver.queries import parse_series_query
 from beam_receiver.state import get_state
 from beam_receiver.timestamps import format_ms, now_ms
-from beam_receiver.validation import ValidationError, parse_series_query
+from beam_receiver.validation import ValidationError
 
 bp = Blueprint("analytics", __name__)
 

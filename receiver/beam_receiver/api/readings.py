@@ -10,14 +10,13 @@ from beam_receiver.api.params import invalid, query_args
 from beam_receiver.auth import require_device, require_operator
 from beam_receiver.body import read_json_body
 from beam_receiver.errors import ApiError
+from beam_receiver.queries import parse_latest_query, parse_readings_query
 from beam_receiver.state import get_state
 from beam_receiver.timestamps import now_ms
 from beam_receiver.validation import (
     ValidationError,
     foreign_devices,
-    parse_latest_query,
     parse_readings,
-    parse_readings_query,
     reading_items,
 )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import Blueprint, g
@@ -41,10 +40,12 @@ def post_telemetry() -> dict[str, Any]:
         heartbeat = parse_heartbeat(body, received, int(state.config.max_future_s * 1000))
     except ValidationError as exc:
         raise invalid(exc, "invalid_body") from exc
-    state.database.record_heartbeat(heartbeat, received)
+    retention_days = state.config.telemetry_retention_days
+    state.database.record_heartbeat(
+        heartbeat,
+        received,
+        keep_events_ms=int(retention_days * 86_400_000) if retention_days > 0 else None,
+    )
     state.metrics.heartbeats.labels(heartbeat.node_id).inc()
-    return {
-        "node_id": heartbeat.node_id,
-        "received_at": format_ms(received),
-        "server_time": format_ms(int(time.time() * 1000)),
-    }
+    # received_at is the receiver's clock: a node can compare it with its own.
+    return {"node_id": heartbeat.node_id, "received_at": format_ms(received)}
