@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, cast
 
-import flask_login  # type: ignore[import-untyped]
+import flask_login
 from flask import Flask, g, request
 from werkzeug.security import check_password_hash, generate_password_hash
 

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any, Callable, TypeVar, cast
 from urllib.parse import urlsplit
 
-import flask_login  # type: ignore[import-untyped]
+import flask_login
 from flask import (
     Blueprint,
     Response,
