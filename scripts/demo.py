@@ -148,6 +148,11 @@ def main() -> int:
     return 0
 
 
+def interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, interrupt)  # stop both children on SIGTERM as on Ctrl-C
     os.chdir(ROOT)
     sys.exit(main())
