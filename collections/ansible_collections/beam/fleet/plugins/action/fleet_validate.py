@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# Copyright: beam-fleet contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Controller side of beam.fleet.fleet_validate: reads the inventory, not the node.
+
+Why an action plugin: the rules need every host's variables at once (duplicate ids, which
+receiver an agent points at), which only the controller has; and a broken inventory must
+fail before any connection is made.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.beam.fleet.plugins.module_utils.fleet import (
+    NODE_VARIABLES,
+    fleet_summary,
+    validate_fleet,
+)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("hosts", "nodes"))
+
+    def _inventory_nodes(self, task_vars, hosts):
+        hostvars = task_vars["hostvars"]
+        nodes = []
+        for host in hosts:
+            variables = hostvars[host]
+            if "beam_roles" not in variables:
+                continue
+            node = {"host": host}
+            for key in NODE_VARIABLES:
+                if key in variables:
+                    node[key] = self._templar.template(variables[key])
+            nodes.append(node)
+        return nodes
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        args = self._task.args
+        hosts = args.get("hosts") or task_vars.get("groups", {}).get("all", [])
+        if args.get("nodes") is not None:
+            nodes = [n for n in args["nodes"] if n.get("beam_roles") is not None]
+            if args.get("hosts"):
+                nodes = [n for n in nodes if n.get("host") in args["hosts"]]
+        else:
+            nodes = self._inventory_nodes(task_vars, hosts)
+        records, problems = validate_fleet(nodes)
+        summary = fleet_summary(records)
+        result.update(changed=False, problems=problems, nodes=records, fleet=summary)
+        facts = {"beam_fleet": summary}
+        me = task_vars.get("inventory_hostname")
+        if me in records:
+            facts["beam_fleet_node"] = records[me]
+        result["ansible_facts"] = facts
+        if problems:
+            result["failed"] = True
+            result["msg"] = "the inventory does not describe a valid fleet (%d problems):\n%s" % (
+                len(problems),
+                "\n".join(problems),
+            )
+        return result

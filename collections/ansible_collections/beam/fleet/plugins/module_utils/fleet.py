@@ -1,0 +1,325 @@
+# -*- coding: utf-8 -*-
+# Copyright: beam-fleet contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Fleet inventory rules: one place that says what a valid beam fleet is.
+
+Why here: the inventory is the source of truth for which nodes exist, what they run and
+which sensors they carry. A mistake in it (two nodes sharing an id, a typo in a sensor
+type, an agent with nowhere to push) must stop a run on the controller before any node
+is touched, with one line per problem naming the host and the key. The fleet_validate
+action plugin and module both call validate_fleet(); it is plain Python so unit tests
+can feed it any inventory.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.beam.fleet.plugins.module_utils.sensor_types import (
+    DEVICE_OPTIONS,
+    SENSOR_TYPES,
+)
+
+ROLES = ("agent", "receiver")
+ARCHITECTURES = ("x86_64", "aarch64", "armv7l")
+# The same rule the agent applies to device_id (beam_agent.config.DEVICE_ID_PATTERN).
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SITE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+URL_PATTERN = re.compile(r"^https?://[^/\s]+")
+# Keys of a [[sensor]] table that belong to the agent, not to the driver.
+SENSOR_KEYS = ("name", "type", "driver", "interval_ms", "timeout_ms", "max_rate_hz")
+SENSOR_KEY_KINDS = {"interval_ms": "int", "timeout_ms": "int", "max_rate_hz": "float"}
+DEFAULT_RECEIVER_PORT = 8000
+
+# The inventory variables a node is described by, and what each must be.
+NODE_VARIABLES = (
+    "beam_node_id",
+    "beam_roles",
+    "beam_site",
+    "beam_arch",
+    "beam_tags",
+    "beam_sensors",
+    "beam_receiver",
+    "beam_receiver_url",
+    "beam_receiver_port",
+    "ansible_host",
+)
+
+_KIND_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "list": "a list",
+    "dict": "a mapping",
+}
+
+
+def _is_kind(value, kind):
+    """isinstance by the agent's rules: a boolean is not a number, an int is a float."""
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, (int, float))
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "list":
+        return isinstance(value, (list, tuple))
+    if kind == "dict":
+        return isinstance(value, dict)
+    return False
+
+
+def check_option(name, spec, value):
+    """The problem with one driver option's value, or None when it is acceptable."""
+    kind = spec["kind"]
+    if value is None and not spec["required"] and spec["default"] is None:
+        return None
+    if not _is_kind(value, kind):
+        return "must be %s, got %r" % (_KIND_NAMES.get(kind, kind), value)
+    if spec.get("choices") is not None and value not in spec["choices"]:
+        allowed = ", ".join(repr(choice) for choice in spec["choices"])
+        return "must be one of %s, got %r" % (allowed, value)
+    if spec.get("minimum") is not None and value < spec["minimum"]:
+        return "must be at least %s, got %r" % (spec["minimum"], value)
+    if spec.get("maximum") is not None and value > spec["maximum"]:
+        return "must be at most %s, got %r" % (spec["maximum"], value)
+    return None
+
+
+def check_sensor(sensor, sensor_types=None):
+    """Problems of one sensor table, each as (key, message); [] when it is valid.
+
+    A sensor with an explicit `driver` ("module:Class") is a plugin the controller cannot
+    know: only its agent-level keys are checked here; the node's `beam-agent check-config`
+    checks the rest before the config is written.
+    """
+    types = SENSOR_TYPES if sensor_types is None else sensor_types
+    problems = []
+    if not isinstance(sensor, dict):
+        return [("", "must be a mapping (one [[sensor]] table), got %r" % (sensor,))]
+    name = sensor.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append(("name", "is required (a non-empty string)"))
+    sensor_type = sensor.get("type")
+    if not isinstance(sensor_type, str) or not sensor_type:
+        problems.append(("type", "is required (a non-empty string)"))
+        return problems
+    for key, kind in SENSOR_KEY_KINDS.items():
+        if key in sensor:
+            value = sensor[key]
+            if not _is_kind(value, kind) or value <= 0:
+                problems.append((key, "must be a positive %s, got %r" % (kind, value)))
+    driver = sensor.get("driver")
+    if driver is not None:
+        if not isinstance(driver, str) or not re.match(r"^[\w.]+:\w+$", driver):
+            problems.append(("driver", "must be 'package.module:Class', got %r" % (driver,)))
+        return problems
+    if sensor_type not in types:
+        problems.append(
+            ("type", "unknown sensor type %r (known: %s)" % (sensor_type, ", ".join(sorted(types))))
+        )
+        return problems
+    specs = types[sensor_type]["options"]
+    options = dict((k, v) for k, v in sensor.items() if k not in SENSOR_KEYS)
+    for key in sorted(set(options) - set(specs)):
+        problems.append((key, "unknown option for sensor type %r (options: %s)" % (sensor_type, ", ".join(sorted(specs)) or "none")))
+    for key in sorted(specs):
+        spec = specs[key]
+        if key not in options:
+            if spec["required"]:
+                problems.append((key, "is required for sensor type %r" % sensor_type))
+            continue
+        message = check_option(key, spec, options[key])
+        if message:
+            problems.append((key, message))
+    return problems
+
+
+def sensor_devices(sensors):
+    """The device nodes the sensors use: {"serial": [paths], "i2c": [paths]}, sorted.
+
+    The agent role allows exactly these in the unit's DeviceAllow=, so a sensor that is
+    not in the inventory cannot be opened by the agent.
+    """
+    found = {"serial": set(), "i2c": set()}
+    for sensor in sensors or []:
+        if not isinstance(sensor, dict):
+            continue
+        sensor_type = sensor.get("type")
+        for option, kind in DEVICE_OPTIONS.get(sensor_type, {}).items():
+            spec = SENSOR_TYPES.get(sensor_type, {}).get("options", {}).get(option, {})
+            value = sensor.get(option, spec.get("default"))
+            if value is None:
+                continue
+            if kind == "serial" and isinstance(value, str):
+                found["serial"].add(value)
+            elif kind == "i2c" and _is_kind(value, "int"):
+                found["i2c"].add("/dev/i2c-%d" % value)
+    return dict((kind, sorted(paths)) for kind, paths in found.items())
+
+
+def _receiver_url(node):
+    url = node.get("beam_receiver_url")
+    if url:
+        return str(url).rstrip("/")
+    address = node.get("ansible_host") or node["host"]
+    port = node.get("beam_receiver_port") or DEFAULT_RECEIVER_PORT
+    return "http://%s:%s" % (address, port)
+
+
+def _check_node(node, problems):
+    """Check one node's own variables; returns its normalised record."""
+    host = node["host"]
+
+    def fail(key, message):
+        problems.append("%s: %s: %s" % (host, key, message))
+
+    node_id = node.get("beam_node_id")
+    if node_id is None:
+        node_id = host
+    if not isinstance(node_id, str) or not NODE_ID_PATTERN.match(node_id):
+        fail("beam_node_id", "%r is not a valid node id (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)" % (node_id,))
+    roles = node.get("beam_roles")
+    if isinstance(roles, str):
+        roles = [roles]
+    if not isinstance(roles, (list, tuple)) or not roles:
+        fail("beam_roles", "is required: a list of %s" % " and/or ".join(ROLES))
+        roles = []
+    for role in roles:
+        if role not in ROLES:
+            fail("beam_roles", "unknown role %r (known: %s)" % (role, ", ".join(ROLES)))
+    if len(set(roles)) != len(roles):
+        fail("beam_roles", "lists a role twice: %s" % ", ".join(roles))
+    site = node.get("beam_site")
+    if not isinstance(site, str) or not SITE_PATTERN.match(site):
+        fail("beam_site", "is required: a site name of letters, digits, '_' or '-', got %r" % (site,))
+    arch = node.get("beam_arch")
+    if arch not in ARCHITECTURES:
+        fail("beam_arch", "must be one of %s, got %r" % (", ".join(ARCHITECTURES), arch))
+    tags = node.get("beam_tags")
+    if tags is None:
+        tags = {}
+    if not isinstance(tags, dict) or any(
+        not isinstance(k, str) or not isinstance(v, str) for k, v in tags.items()
+    ):
+        fail("beam_tags", "must map strings to strings, got %r" % (tags,))
+        tags = {}
+    sensors = node.get("beam_sensors")
+    if sensors is None:
+        sensors = []
+    if not isinstance(sensors, (list, tuple)):
+        fail("beam_sensors", "must be a list of sensor tables, got %r" % (sensors,))
+        sensors = []
+    if sensors and "agent" not in roles:
+        fail("beam_sensors", "sensors are declared but the node has no agent role")
+    seen = set()
+    for index, sensor in enumerate(sensors):
+        label = "beam_sensors[%d]" % index
+        if isinstance(sensor, dict) and isinstance(sensor.get("name"), str):
+            label = "%s (%s)" % (label, sensor["name"])
+            if sensor["name"] in seen:
+                fail(label + ".name", "duplicate sensor name %r" % sensor["name"])
+            seen.add(sensor["name"])
+        for key, message in check_sensor(sensor):
+            fail("%s.%s" % (label, key) if key else label, message)
+    url = node.get("beam_receiver_url")
+    if url not in (None, "") and (not isinstance(url, str) or not URL_PATTERN.match(url)):
+        fail("beam_receiver_url", "must be an http:// or https:// URL, got %r" % (url,))
+    return {
+        "host": host,
+        "node_id": node_id,
+        "roles": list(roles),
+        "site": site,
+        "arch": arch,
+        "tags": dict(tags),
+        "sensors": list(sensors),
+        "devices": sensor_devices(sensors),
+        "receiver_host": None,
+        "api_url": None,
+    }
+
+
+def validate_fleet(nodes):
+    """Check a whole fleet; returns (records keyed by inventory host, problems).
+
+    `nodes` is a list of mappings holding `host` (the inventory hostname) and the node's
+    NODE_VARIABLES. Hosts without `beam_roles` are not fleet nodes and must be left out by
+    the caller. Every problem is reported, not only the first, so one run fixes them all.
+    """
+    problems = []
+    records = {}
+    by_host = {}
+    for node in nodes:
+        by_host[node["host"]] = node
+        records[node["host"]] = _check_node(node, problems)
+
+    owners = {}
+    for host in sorted(records):
+        owners.setdefault(records[host]["node_id"], []).append(host)
+    for node_id, hosts in sorted(owners.items(), key=lambda item: str(item[0])):
+        if len(hosts) > 1:
+            problems.append(
+                "%s: beam_node_id: duplicate node id %r (also used by %s)"
+                % (hosts[0], node_id, ", ".join(hosts[1:]))
+            )
+
+    receivers = sorted(h for h, r in records.items() if "receiver" in r["roles"])
+    for host in receivers:
+        records[host]["receiver_url"] = _receiver_url(by_host[host])
+    for host in sorted(records):
+        record = records[host]
+        if "agent" not in record["roles"]:
+            continue
+        node = by_host[host]
+        explicit_url = node.get("beam_receiver_url")
+        target = node.get("beam_receiver")
+        if target:
+            if target not in records:
+                problems.append("%s: beam_receiver: %r is not a host of this inventory" % (host, target))
+            elif "receiver" not in records[target]["roles"]:
+                problems.append("%s: beam_receiver: host %r has no receiver role" % (host, target))
+            else:
+                record["receiver_host"] = target
+                record["api_url"] = records[target]["receiver_url"]
+        elif explicit_url and "receiver" not in record["roles"]:
+            record["api_url"] = str(explicit_url).rstrip("/")
+        elif "receiver" in record["roles"]:
+            record["receiver_host"] = host
+            record["api_url"] = record["receiver_url"]
+        elif len(receivers) == 1:
+            record["receiver_host"] = receivers[0]
+            record["api_url"] = records[receivers[0]]["receiver_url"]
+        elif not receivers:
+            problems.append(
+                "%s: beam_receiver: agent points at no receiver: the inventory has no host with "
+                "the receiver role; add one, or set beam_receiver_url to an external receiver" % host
+            )
+        else:
+            problems.append(
+                "%s: beam_receiver: agent points at no receiver: set beam_receiver to one of %s"
+                % (host, ", ".join(receivers))
+            )
+    return records, sorted(problems)
+
+
+def fleet_summary(records):
+    """Counts and groupings an operator reads at the top of a run."""
+    sites = {}
+    architectures = {}
+    for record in records.values():
+        sites.setdefault(record["site"], []).append(record["node_id"])
+        architectures.setdefault(record["arch"], []).append(record["node_id"])
+    return {
+        "nodes": len(records),
+        "agents": sorted(r["node_id"] for r in records.values() if "agent" in r["roles"]),
+        "receivers": sorted(r["node_id"] for r in records.values() if "receiver" in r["roles"]),
+        "sites": dict((k, sorted(v)) for k, v in sites.items() if k is not None),
+        "architectures": dict((k, sorted(v)) for k, v in architectures.items() if k is not None),
+    }

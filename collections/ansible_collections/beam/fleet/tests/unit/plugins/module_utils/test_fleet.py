@@ -1,0 +1,146 @@
+"""The fleet rules: every kind of inventory mistake is refused, with host and key named."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.beam.fleet.plugins.module_utils.fleet import (
+    check_sensor,
+    fleet_summary,
+    sensor_devices,
+    validate_fleet,
+)
+
+
+def node(host, roles, **extra):
+    base = {"host": host, "beam_roles": roles, "beam_site": "lab", "beam_arch": "x86_64"}
+    base.update(extra)
+    return base
+
+
+def test_valid_fleet_resolves_each_agent_to_its_receiver():
+    records, problems = validate_fleet([
+        node("rx", ["receiver"], ansible_host="10.0.0.5"),
+        node("pi1", ["agent"], beam_sensors=[{"name": "g", "type": "mightyohm", "port": "/dev/ttyUSB0"}]),
+        node("pi2", ["agent"], beam_node_id="roof-2"),
+    ])
+    assert problems == []
+    assert records["pi1"]["api_url"] == "http://10.0.0.5:8000"
+    assert records["pi1"]["receiver_host"] == "rx"
+    assert records["pi2"]["node_id"] == "roof-2"
+    assert records["pi1"]["devices"] == {"serial": ["/dev/ttyUSB0"], "i2c": []}
+    assert fleet_summary(records)["agents"] == ["pi1", "roof-2"]
+
+
+def test_duplicate_node_ids_are_refused():
+    _, problems = validate_fleet([
+        node("rx", ["receiver"]),
+        node("pi1", ["agent"], beam_node_id="same"),
+        node("pi2", ["agent"], beam_node_id="same"),
+    ])
+    assert problems == ["pi1: beam_node_id: duplicate node id 'same' (also used by pi2)"]
+
+
+def test_unknown_role_and_architecture_are_refused():
+    _, problems = validate_fleet([node("rx", ["receiver", "gateway"], beam_arch="riscv64")])
+    assert "rx: beam_roles: unknown role 'gateway' (known: agent, receiver)" in problems
+    assert any(p.startswith("rx: beam_arch: must be one of x86_64, aarch64, armv7l") for p in problems)
+
+
+def test_agent_without_receiver_is_refused():
+    _, problems = validate_fleet([node("pi1", ["agent"])])
+    assert len(problems) == 1
+    assert problems[0].startswith("pi1: beam_receiver: agent points at no receiver")
+
+
+def test_agent_must_choose_among_several_receivers():
+    records, problems = validate_fleet([
+        node("rx1", ["receiver"]), node("rx2", ["receiver"]),
+        node("pi1", ["agent"]), node("pi2", ["agent"], beam_receiver="rx2"),
+    ])
+    assert problems == ["pi1: beam_receiver: agent points at no receiver: set beam_receiver to one of rx1, rx2"]
+    assert records["pi2"]["api_url"] == "http://rx2:8000"
+
+
+def test_beam_receiver_must_name_a_receiver_host():
+    _, problems = validate_fleet([
+        node("rx", ["receiver"]), node("pi1", ["agent"], beam_receiver="pi2"),
+        node("pi2", ["agent"], beam_receiver="nowhere"),
+    ])
+    assert "pi1: beam_receiver: host 'pi2' has no receiver role" in problems
+    assert "pi2: beam_receiver: 'nowhere' is not a host of this inventory" in problems
+
+
+def test_external_receiver_url_satisfies_an_agent():
+    records, problems = validate_fleet([node("pi1", ["agent"], beam_receiver_url="https://rx.example.org/")])
+    assert problems == []
+    assert records["pi1"]["api_url"] == "https://rx.example.org"
+
+
+def test_node_with_both_roles_pushes_to_itself():
+    records, problems = validate_fleet([node("box", ["agent", "receiver"], beam_receiver_port=9000)])
+    assert problems == []
+    assert records["box"]["api_url"] == "http://box:9000"
+
+
+@pytest.mark.parametrize(
+    ("sensor", "expected"),
+    [
+        ({"name": "g", "type": "geigerr"}, ("type", "unknown sensor type 'geigerr'")),
+        ({"name": "g", "type": "mightyohm"}, ("port", "is required for sensor type 'mightyohm'")),
+        ({"name": "g", "type": "mightyohm", "port": 7}, ("port", "must be a string, got 7")),
+        ({"name": "t", "type": "bme280", "address": 0x42}, ("address", "must be one of 118, 119, got 66")),
+        ({"name": "t", "type": "bme280", "bus": -1}, ("bus", "must be at least 0")),
+        ({"name": "t", "type": "bme280", "colour": "red"}, ("colour", "unknown option for sensor type 'bme280'")),
+        ({"name": "v", "type": "virtual", "signal": "square"}, ("signal", "must be one of 'sine'")),
+        ({"name": "v", "type": "virtual", "interval_ms": 0}, ("interval_ms", "must be a positive int")),
+        ({"name": "v", "type": "virtual", "amplitude": True}, ("amplitude", "must be a number")),
+        ({"type": "virtual"}, ("name", "is required")),
+        ({"name": "p", "type": "x", "driver": "not a reference"}, ("driver", "must be 'package.module:Class'")),
+    ],
+)
+def test_sensor_mistakes_are_named(sensor, expected):
+    problems = check_sensor(sensor)
+    key, fragment = expected
+    assert any(k == key and fragment in message for k, message in problems), problems
+
+
+def test_valid_sensors_pass():
+    assert check_sensor({"name": "t", "type": "bme280", "bus": 1, "address": 119, "interval_ms": 5000}) == []
+    assert check_sensor({"name": "s", "type": "system", "top_processes": 0, "mounts": ["/"]}) == []
+    assert check_sensor({"name": "p", "type": "mine", "driver": "my_pkg.sensors:Mine", "anything": 1}) == []
+
+
+def test_sensor_problems_reach_the_fleet_report_with_index_and_name():
+    _, problems = validate_fleet([
+        node("rx", ["receiver"]),
+        node("pi1", ["agent"], beam_sensors=[
+            {"name": "a", "type": "virtual"}, {"name": "a", "type": "virtual"},
+            {"name": "g", "type": "geigerr"},
+        ]),
+    ])
+    assert "pi1: beam_sensors[1] (a).name: duplicate sensor name 'a'" in problems
+    assert any(p.startswith("pi1: beam_sensors[2] (g).type: unknown sensor type 'geigerr'") for p in problems)
+
+
+def test_sensors_on_a_node_without_agent_role_are_refused():
+    _, problems = validate_fleet([node("rx", ["receiver"], beam_sensors=[{"name": "v", "type": "virtual"}])])
+    assert problems == ["rx: beam_sensors: sensors are declared but the node has no agent role"]
+
+
+def test_every_problem_is_reported_at_once():
+    _, problems = validate_fleet([
+        node("bad id!", [], beam_site="", beam_tags={"a": 1}, beam_arch=None),
+    ])
+    keys = {p.split(": ")[1] for p in problems}
+    assert keys == {"beam_node_id", "beam_roles", "beam_site", "beam_arch", "beam_tags"}
+
+
+def test_devices_of_i2c_sensors_use_the_default_bus():
+    devices = sensor_devices([
+        {"name": "t", "type": "bme280"},
+        {"name": "u", "type": "bme280", "bus": 3},
+        {"name": "g", "type": "serial_lines", "port": "/dev/ttyACM0", "pattern": "x"},
+        {"name": "n", "type": "tcp_json", "host": "h", "port": 4000},
+    ])
+    assert devices == {"i2c": ["/dev/i2c-1", "/dev/i2c-3"], "serial": ["/dev/ttyACM0"]}

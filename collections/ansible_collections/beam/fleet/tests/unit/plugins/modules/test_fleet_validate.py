@@ -1,0 +1,131 @@
+"""fleet_validate as a module (nodes given) and as the action plugin a playbook runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import COLLECTIONS_ROOT, REPOSITORY, run_module
+
+from ansible_collections.beam.fleet.plugins.modules import fleet_validate
+
+BIN = Path(sys.executable).parent
+
+
+def test_module_accepts_a_valid_fleet(capsys):
+    result, failed = run_module(
+        fleet_validate.main,
+        {"nodes": [
+            {"host": "rx", "beam_roles": ["receiver"], "beam_site": "lab", "beam_arch": "x86_64"},
+            {"host": "pi", "beam_roles": ["agent"], "beam_site": "lab", "beam_arch": "aarch64"},
+            {"host": "other"},  # not a fleet node: no beam_roles
+        ]},
+        capsys,
+    )
+    assert not failed
+    assert sorted(result["nodes"]) == ["pi", "rx"]
+    assert result["nodes"]["pi"]["api_url"] == "http://rx:8000"
+    assert result["fleet"]["receivers"] == ["rx"]
+
+
+def test_module_refuses_with_every_problem(capsys):
+    result, failed = run_module(
+        fleet_validate.main,
+        {"nodes": [
+            {"host": "a", "beam_roles": ["agent"], "beam_site": "lab", "beam_arch": "x86_64"},
+            {"host": "b", "beam_roles": ["agnet"], "beam_site": "lab", "beam_arch": "x86_64"},
+        ]},
+        capsys,
+    )
+    assert failed
+    assert "(2 problems)" in result["msg"]
+    assert result["problems"][0].startswith("a: beam_receiver: agent points at no receiver")
+    assert result["problems"][1] == "b: beam_roles: unknown role 'agnet' (known: agent, receiver)"
+
+
+def ansible(tmp_path: Path, program: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT),
+        ANSIBLE_CONFIG=str(REPOSITORY / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+    )
+    return subprocess.run(
+        [str(BIN / program), *args], cwd=REPOSITORY, env=env,
+        capture_output=True, text=True, timeout=240, check=False,
+    )
+
+
+PLAY = """
+- hosts: beam_fleet
+  gather_facts: false
+  tasks:
+    - beam.fleet.fleet_validate:
+"""
+
+
+def write_inventory(tmp_path: Path, fleet: str) -> Path:
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "fleet.yml").write_text(textwrap.dedent(fleet))
+    (inventory / "groups.yml").write_text((REPOSITORY / "inventories/lab/groups.yml").read_text())
+    (tmp_path / "play.yml").write_text(PLAY)
+    return inventory
+
+
+def test_playbook_refuses_a_broken_inventory(tmp_path):
+    inventory = write_inventory(tmp_path, """
+        all:
+          vars: {ansible_connection: local, beam_site: lab, beam_arch: x86_64}
+          hosts:
+            pi1: {beam_roles: [agent], beam_node_id: twin}
+            pi2: {beam_roles: [agent], beam_node_id: twin}
+            pi3:
+              beam_roles: [agent, gateway]
+              beam_sensors:
+                - {name: g, type: geigerr}
+                - {name: t, type: bme280, address: 0x42}
+    """)
+    run = ansible(tmp_path, "ansible-playbook", "-i", str(inventory), str(tmp_path / "play.yml"))
+    assert run.returncode != 0
+    out = run.stdout
+    assert "pi1: beam_node_id: duplicate node id 'twin' (also used by pi2)" in out
+    assert "pi3: beam_roles: unknown role 'gateway'" in out
+    assert "pi3: beam_sensors[0] (g).type: unknown sensor type 'geigerr'" in out
+    assert "pi3: beam_sensors[1] (t).address: must be one of 118, 119, got 66" in out
+    assert "pi1: beam_receiver: agent points at no receiver" in out
+
+
+def test_duplicate_host_in_one_file_is_an_error(tmp_path):
+    inventory = write_inventory(tmp_path, """
+        all:
+          vars: {ansible_connection: local, beam_site: lab, beam_arch: x86_64}
+          hosts:
+            rx: {beam_roles: [receiver]}
+            pi1: {beam_roles: [agent]}
+            pi1: {beam_roles: [agent], beam_tags: {room: roof}}
+    """)
+    run = ansible(tmp_path, "ansible-inventory", "-i", str(inventory), "--list")
+    assert "pi1" in run.stderr and "uplicate" in run.stderr, run.stderr
+    assert run.returncode != 0
+
+
+def test_lab_inventory_is_valid_and_grouped_by_role_and_site(tmp_path):
+    graph = ansible(tmp_path, "ansible-inventory", "-i", "inventories/lab", "--graph")
+    assert graph.returncode == 0, graph.stderr
+    for group in ("@role_agent:", "@role_receiver:", "@site_lab:", "@beam_fleet:"):
+        assert group in graph.stdout
+    (tmp_path / "play.yml").write_text(PLAY)
+    run = ansible(tmp_path, "ansible-playbook", "-i", "inventories/lab", str(tmp_path / "play.yml"))
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "ok=1" in run.stdout
+
+
+def test_example_inventory_is_valid(tmp_path):
+    (tmp_path / "play.yml").write_text(PLAY)
+    run = ansible(tmp_path, "ansible-playbook", "-i", "inventories/example", str(tmp_path / "play.yml"))
+    assert run.returncode == 0, run.stdout[-3000:]

@@ -1,0 +1,25 @@
+"""Each role's meta/argument_specs.yml documents exactly its defaults, with the same values."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import COLLECTION
+
+ROLES = sorted(path.name for path in (COLLECTION / "roles").iterdir() if path.is_dir())
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_argument_specs_equal_defaults(role):
+    defaults = yaml.safe_load((COLLECTION / "roles" / role / "defaults" / "main.yml").read_text())
+    specs = yaml.safe_load((COLLECTION / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    assert set(options) == set(defaults)
+    for name, option in options.items():
+        assert option["default"] == defaults[name], name
+        assert option["description"], name
+        assert name.startswith(f"beam_{role}_"), f"{name} is not prefixed with the role name"
+
+
+def test_every_role_has_specs():
+    assert ROLES == ["agent", "base", "receiver", "wheelhouse"]

@@ -1,0 +1,111 @@
+"""The fleet end to end: every agent's readings reached the receiver, the report says online."""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import MAX_EXPOSURE, unit_exposure
+
+AGENTS = {"beam-mol-fleet-a1": "beam-mol-fleet-a1", "beam-mol-fleet-a2": "beam-mol-fleet-a2",
+          "beam-mol-fleet-a3": "fleet-node-3"}
+RECEIVER = "beam-mol-fleet-rx"
+testinfra_hosts = ["ansible://" + RECEIVER]
+
+EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
+
+HTTP_GET = r"""
+import json, sys, urllib.request
+request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+with urllib.request.urlopen(request, timeout=10) as answer:
+    print(answer.read().decode())
+"""
+
+
+def operator_get(host, path):
+    token = (EPHEMERAL / "secrets" / "operators" / "ops").read_text().strip()
+    result = host.run("python3 -c %s %s %s", HTTP_GET, "http://127.0.0.1:8000" + path, token)
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_for(check, timeout_s=90.0, every_s=2.0):
+    """Poll until check() returns a truthy value; generous for a loaded 2-core machine."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every_s)
+
+
+def test_every_agent_delivered_readings(host):
+    def delivered():
+        latest = operator_get(host, "/api/readings/latest")
+        rows = latest.get("readings", latest) if isinstance(latest, dict) else latest
+        return {(row["device_id"], row["sensor"]) for row in rows}
+
+    found = wait_for(lambda: {a for a in AGENTS.values() if (a, "counter") in delivered()} == set(AGENTS.values()) and delivered())
+    for device_id in AGENTS.values():
+        assert (device_id, "counter") in found, sorted(found)
+        assert (device_id, "wave") in found, sorted(found)
+
+
+def test_no_gap_in_any_agents_seq(host):
+    """The agents push in seq order and lose nothing: the receiver holds seq 1..N, once each."""
+    for device_id in AGENTS.values():
+        seqs, after = [], None
+        while True:
+            query = f"/api/readings?device_id={device_id}&limit=1000"
+            page = operator_get(host, query + (f"&after={after}" if after else ""))
+            seqs.extend(row["seq"] for row in page["readings"])
+            after = page.get("next")
+            if not after:
+                break
+        assert seqs, device_id
+        assert sorted(seqs) == list(range(1, max(seqs) + 1)), device_id
+
+
+def test_every_agent_is_online_at_the_receiver(host):
+    def statuses():
+        nodes = operator_get(host, "/api/nodes")["nodes"]
+        return {node["node_id"]: node["status"] for node in nodes}
+
+    seen = wait_for(lambda: all(statuses().get(a) == "online" for a in AGENTS.values()) and statuses())
+    for device_id in AGENTS.values():
+        assert seen.get(device_id) == "online", seen
+
+
+def test_units_are_hardened_everywhere(host):
+    assert unit_exposure(host, "beam-receiver.service") <= MAX_EXPOSURE
+    for name in AGENTS:
+        agent = host.get_host("ansible://" + name, ansible_inventory=host.backend.ansible_inventory)
+        assert agent.service("beam-agent.service").is_running
+        assert unit_exposure(agent, "beam-agent.service") <= MAX_EXPOSURE
+
+
+def test_fleet_report_shows_every_agent_online(tmp_path):
+    report_file = tmp_path / "fleet.json"
+    env = dict(os.environ)
+    completed = subprocess.run(
+        [
+            "ansible-playbook",
+            "--inventory", os.environ["MOLECULE_INVENTORY_FILE"],
+            str(PROJECT / "playbooks" / "status.yml"),
+            "-e", f"beam_status_report_file={report_file}",
+        ],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    report = json.loads(report_file.read_text())
+    rows = {row["node_id"]: row for row in report["nodes"]}
+    for device_id in AGENTS.values():
+        row = rows[device_id]
+        assert row["status"] == "online", row
+        assert row["healthy"] is True, row
+        assert row["version"] == "0.1.0", row
+        assert row["queue_depth"] is not None
+    assert report["unexpected"] == []
+    assert "NODE" in completed.stdout and "online" in completed.stdout

@@ -1,0 +1,119 @@
+"""What beam.fleet.receiver leaves on a node, read from the node and through its API."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import MAX_EXPOSURE, unit_exposure
+
+# pi-roof is declared in the inventory but not deployed: test only the receiver node.
+testinfra_hosts = ["ansible://beam-mol-receiver"]
+
+SECRETS = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "secrets"
+BASE = "http://127.0.0.1:8000"
+
+# Runs on the node: python3 is there, curl is not.
+HTTP = r"""
+import json, sys, urllib.request, urllib.error
+method, url, token, body = sys.argv[1:5]
+request = urllib.request.Request(url, method=method, data=body.encode() if body else None)
+request.add_header("Content-Type", "application/json")
+if token:
+    request.add_header("Authorization", "Bearer " + token)
+try:
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        print(json.dumps({"status": answer.status, "body": answer.read().decode()}))
+except urllib.error.HTTPError as error:
+    print(json.dumps({"status": error.code, "body": error.read().decode()}))
+"""
+
+
+def call(host, method, path, token="", body=None):
+    command = host.run(
+        "python3 -c %s %s %s %s %s",
+        HTTP, method, BASE + path, token, json.dumps(body) if body is not None else "",
+    )
+    assert command.rc == 0, command.stderr
+    answer = json.loads(command.stdout)
+    try:
+        answer["json"] = json.loads(answer["body"])
+    except ValueError:
+        answer["json"] = None
+    return answer
+
+
+def secret(kind, name):
+    return (SECRETS / kind / name).read_text().strip()
+
+
+def test_unit_is_enabled_and_running(host):
+    service = host.service("beam-receiver.service")
+    assert service.is_enabled
+    assert service.is_running
+    assert host.socket("tcp://0.0.0.0:8000").is_listening
+
+
+def test_unit_is_hardened(host):
+    assert unit_exposure(host, "beam-receiver.service") <= MAX_EXPOSURE
+
+
+def test_runs_as_the_service_user(host):
+    users = host.run("ps -o user= -C beam-receiver,gunicorn,python3 --no-headers").stdout
+    assert "beam-rec" in users  # ps truncates long user names
+    assert "root" not in users.split()
+
+
+@pytest.mark.parametrize(
+    ("path", "owner", "group", "mode"),
+    [
+        ("/etc/beam/receiver.toml", "root", "beam-receiver", 0o640),
+        ("/etc/beam/receiver-tokens.toml", "beam-receiver", "beam-receiver", 0o600),
+        ("/etc/beam/receiver-nodes.toml", "root", "beam-receiver", 0o640),
+        ("/var/lib/beam-receiver", "beam-receiver", "beam-receiver", 0o750),
+    ],
+)
+def test_files_and_modes(host, path, owner, group, mode):
+    item = host.file(path)
+    assert item.exists
+    assert (item.user, item.group, item.mode) == (owner, group, mode)
+
+
+def test_tokens_file_holds_hashes_only(host):
+    tokens = host.file("/etc/beam/receiver-tokens.toml").content_string
+    assert secret("tokens", "pi-roof") not in tokens
+    assert secret("operators", "ops") not in tokens
+    assert '"pi-roof" = "sha256:' in tokens
+    assert '"admin" = "pbkdf2:sha256:' in tokens
+
+
+def test_healthz(host):
+    assert call(host, "GET", "/healthz")["status"] == 200
+
+
+def test_expected_agent_is_listed_offline(host):
+    answer = call(host, "GET", "/api/nodes", secret("operators", "ops"))
+    assert answer["status"] == 200, answer
+    nodes = answer["json"]["nodes"] if isinstance(answer["json"], dict) else answer["json"]
+    by_id = {node["node_id"]: node for node in nodes}
+    assert by_id["pi-roof"]["status"] == "offline"
+
+
+def test_device_token_from_the_controller_is_accepted(host):
+    reading = {
+        "device_id": "pi-roof",
+        "sensor": "probe",
+        "sensor_type": "virtual",
+        "payload": {"value": 1.5},
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "seq": 1,
+    }
+    accepted = call(host, "POST", "/api/readings", secret("tokens", "pi-roof"), reading)
+    assert accepted["status"] == 200, accepted
+    assert accepted["json"]["accepted"] + accepted["json"]["duplicates"] == 1
+    refused = call(host, "POST", "/api/readings", "not-a-token", reading)
+    assert refused["status"] == 401
+
+
+def test_operator_api_refuses_no_token(host):
+    assert call(host, "GET", "/api/nodes")["status"] == 401
