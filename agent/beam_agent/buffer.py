@@ -35,6 +35,12 @@ class HandoffBuffer(Generic[T]):
                 self.condition.notify()
             return True
 
+    def put_back(self, items: list[T]) -> None:
+        """Return items a consumer could not handle to the front, in order, so they keep
+        their place ahead of what arrived since (their seqs will still follow read order)."""
+        with self.condition:
+            self.items.extendleft(reversed(items))
+
     def take(self, max_items: int, wait_s: float, linger_s: float = 0.0) -> list[T]:
         """Wait up to `wait_s` for an item, then up to `linger_s` more for others to join it."""
         with self.condition:

@@ -15,8 +15,8 @@ else:  # Raspberry Pi OS bullseye ships Python 3.9
     import tomli as tomllib
 
 from beam_agent.drivers import Driver, DriverLoadError, Option, OptionError, resolve_driver
+from beam_agent.queue import OVERFLOW_POLICIES
 
-OVERFLOW_POLICIES = ("drop_oldest", "thin")
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SENSOR_KEYS = ("name", "type", "driver", "interval_ms", "timeout_ms", "max_rate_hz")
 
@@ -203,16 +203,15 @@ def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
     if check.problems:
         raise ConfigError(path, check.problems)
 
-    token_path = Path(top["device_token_file"]) if top["device_token_file"] else None
-    if token_path is not None and not token_path.is_absolute():
-        token_path = path.parent / token_path
+    # Relative paths are relative to the config file, never to wherever the agent started.
+    token_path = path.parent / top["device_token_file"] if top["device_token_file"] else None
     return AgentConfig(
         path=path,
         device_id=top["device_id"],
         api_url=top["api_url"].rstrip("/"),
         device_token=top["device_token"],
         device_token_file=token_path,
-        state_dir=Path(top["state_dir"]),
+        state_dir=path.parent / top["state_dir"],
         role=top["role"],
         tags=top["tags"],
         queue=queue,

@@ -108,8 +108,7 @@ class Agent:
                     self.queue.enqueue(batch)
                 except Exception:
                     log.exception("could not write %d readings to the queue", len(batch))
-                    for reading in batch:  # keep them for the next attempt
-                        self.buffer.put(reading)
+                    self.buffer.put_back(batch)  # keep them, in order, for the next attempt
                     time.sleep(1.0)
             elif self.writer_done.is_set():
                 return

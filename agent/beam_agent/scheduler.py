@@ -136,6 +136,10 @@ class SensorWorker:
         while not self.stop.is_set():
             try:
                 driver.stream(self.emit, self.stop)
+                if not self.stop.is_set():  # a plugin that returns early is not spun
+                    self.record_error("stream ended without an error")
+                    self._close(driver)
+                    self.stop.wait(backoff_delay(1.0, self.stats.consecutive_errors))
             except Exception as exc:
                 errors = self.record_error(describe(exc))
                 self._close(driver)

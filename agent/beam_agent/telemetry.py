@@ -70,6 +70,7 @@ def heartbeat(
         "dead_lettered": counters.get("dead_lettered"),
         "duplicates_acknowledged": counters.get("duplicates_acknowledged"),
         "last_seq": counters.get("last_seq"),
+        "handoff_refused": queue_status.get("handoff_refused", 0),
         "sensor_errors": {name: stats.get("errors", 0) for name, stats in sensor_stats.items()},
         **system_vitals(),
     }

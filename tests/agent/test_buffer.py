@@ -41,3 +41,13 @@ def test_take_respects_max_items() -> None:
     for i in range(10):
         buffer.put(i)
     assert buffer.take(4, wait_s=0, linger_s=0.5) == [0, 1, 2, 3]
+
+
+def test_put_back_keeps_order_ahead_of_newer_items() -> None:
+    buffer: HandoffBuffer[int] = HandoffBuffer()
+    for i in range(5):
+        buffer.put(i)
+    batch = buffer.take(3, wait_s=0)
+    buffer.put(5)
+    buffer.put_back(batch)
+    assert buffer.take(10, wait_s=0) == [0, 1, 2, 3, 4, 5]

@@ -169,3 +169,24 @@ driver = "my_plugin:NotADriver"
     assert any(
         "sensor[1] (bad).driver" in line and "not a beam_agent Driver" in line for line in lines
     )
+
+
+def test_non_finite_numbers_are_refused(tmp_path: Path) -> None:
+    lines = problems(
+        tmp_path,
+        VALID.replace("interval_s = 15", "interval_s = nan").replace(
+            "timeout_s = 3", "timeout_s = inf"
+        ),
+    )
+    text = "\n".join(lines)
+    assert "telemetry.interval_s: must be a finite number, got nan" in text
+    assert "push.timeout_s: must be a finite number, got inf" in text
+
+
+def test_relative_paths_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir("/")
+    config = load_config(write(tmp_path, VALID.replace('"/var/lib/beam-agent"', '"state"')))
+    assert config.state_dir == tmp_path / "state"
+    assert config.device_token_file == tmp_path / "agent.token"

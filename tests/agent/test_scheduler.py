@@ -57,6 +57,17 @@ class FlakyStream(Driver):
         raise DriverError("connection lost")
 
 
+class QuitterStream(Driver):
+    """A plugin whose stream() returns at once instead of blocking or raising."""
+
+    type_name = "quitter"
+    streaming = True
+    starts = 0
+
+    def stream(self, emit: Emit, stop: threading.Event) -> None:
+        type(self).starts += 1
+
+
 def sensor(
     name: str,
     driver: type[Driver],
@@ -176,3 +187,15 @@ def test_token_bucket_rate() -> None:
     assert sum(bucket.take() for _ in range(100)) == 10  # burst capacity
     now[0] += 1.0
     assert sum(bucket.take() for _ in range(100)) == 10  # refilled at 10 per second
+
+
+def test_a_stream_that_returns_early_is_backed_off_not_spun() -> None:
+    QuitterStream.starts = 0
+    scheduler = Scheduler([sensor("quitter", QuitterStream)], "dev-1", Collector())
+    scheduler.start()
+    try:
+        wait_for(lambda: scheduler.stats()["quitter"]["errors"] >= 2, timeout=20)
+    finally:
+        scheduler.stop()
+    assert QuitterStream.starts <= 4  # about 1 s, then 2 s between restarts: no busy loop
+    assert scheduler.stats()["quitter"]["last_error"] == "stream ended without an error"

@@ -19,6 +19,7 @@ from beam_receiver.storage import (
     NewReading,
     SchemaTooNewError,
     json_path,
+    reading_index,
 )
 
 
@@ -197,3 +198,25 @@ def test_unique_device_seq_index_exists(database: Database) -> None:
         for name in unique
     ]
     assert ["device_id", "seq"] in columns
+
+
+def test_a_device_time_window_reads_the_window_not_the_history(database: Database) -> None:
+    database.insert_readings([row(seq) for seq in range(1, 2001)])
+    start = 1_771_182_360_000 + 1500 * 1000
+    page, cursor = database.query_readings(device_id="d1", start_ms=start, limit=100)
+    assert [r["seq"] for r in page] == list(range(1500, 1600))
+    assert cursor is not None
+    page, _ = database.query_readings(device_id="d1", start_ms=start, limit=100, after_id=cursor)
+    assert page[0]["seq"] == 1600
+
+    connection = database.connection()
+    for sensor, index in ((None, "readings_device_time"), ("s1", "readings_sensor_time")):
+        clauses = "device_id = ? AND ts_ms >= ?" + (" AND sensor = ?" if sensor else "")
+        params = ["d1", start] + ([sensor] if sensor else [])
+        plan = connection.execute(
+            f"EXPLAIN QUERY PLAN SELECT {READING_COLUMNS} FROM readings "
+            f"{reading_index('d1', sensor, start, None)} WHERE {clauses} ORDER BY id LIMIT 10",
+            params,
+        ).fetchall()
+        details = " ".join(str(step[-1]) for step in plan)
+        assert f"USING INDEX {index} (device_id=? AND " in details, details

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ class Option:
             raise OptionError(
                 self.name, f"must be {_KIND_NAMES.get(kind, kind.__name__)}, got {value!r}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OptionError(self.name, f"must be a finite number, got {value!r}")
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
             raise OptionError(self.name, f"must be one of {allowed}, got {value!r}")
