@@ -12,7 +12,8 @@ Usage: .venv/bin/python molecule/scripts/sync-sensor-types.py [--check]
 from __future__ import annotations
 
 import argparse
-import pprint
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,19 @@ def describe() -> dict[str, Any]:
     return table
 
 
+def python_literal(value: Any) -> str:
+    """JSON layout (which pep8 accepts) with Python's spelling of true, false and null."""
+    text = json.dumps(value, indent=4, sort_keys=True)
+    outside_strings = r'\b(true|false|null)\b(?=(?:[^"]*"[^"]*")*[^"]*$)'
+    return re.sub(outside_strings, lambda m: PYTHON[m.group(1)], text)
+
+
+PYTHON = {"true": "True", "false": "False", "null": "None"}
+
+
 def render() -> str:
-    body = "SENSOR_TYPES = " + pprint.pformat(describe(), width=96, sort_dicts=True) + "\n\n"
-    body += "DEVICE_OPTIONS = " + pprint.pformat(DEVICE_OPTIONS, width=96) + "\n"
+    body = "SENSOR_TYPES = " + python_literal(describe()) + "\n\n"
+    body += "DEVICE_OPTIONS = " + python_literal(DEVICE_OPTIONS) + "\n"
     return HEADER + body
 
 

@@ -26,8 +26,14 @@ def test_unit_is_hardened(host):
     assert unit_exposure(host, "beam-agent.service") <= MAX_EXPOSURE
     unit = host.file("/etc/systemd/system/beam-agent.service")
     assert unit.mode == 0o644
-    for line in ("NoNewPrivileges=true", "ProtectSystem=strict", "StateDirectory=beam-agent",
-                 "WatchdogSec=60", "Restart=always", "PrivateDevices=true"):
+    for line in (
+        "NoNewPrivileges=true",
+        "ProtectSystem=strict",
+        "StateDirectory=beam-agent",
+        "WatchdogSec=60",
+        "Restart=always",
+        "PrivateDevices=true",
+    ):
         assert unit.contains(f"^{line}$"), line
 
 

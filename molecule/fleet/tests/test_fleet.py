@@ -8,8 +8,11 @@ from pathlib import Path
 
 from conftest import MAX_EXPOSURE, unit_exposure
 
-AGENTS = {"beam-mol-fleet-a1": "beam-mol-fleet-a1", "beam-mol-fleet-a2": "beam-mol-fleet-a2",
-          "beam-mol-fleet-a3": "fleet-node-3"}
+AGENTS = {
+    "beam-mol-fleet-a1": "beam-mol-fleet-a1",
+    "beam-mol-fleet-a2": "beam-mol-fleet-a2",
+    "beam-mol-fleet-a3": "fleet-node-3",
+}
 RECEIVER = "beam-mol-fleet-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
 
@@ -31,12 +34,12 @@ def operator_get(host, path):
     return json.loads(result.stdout)
 
 
-def wait_for(check, timeout_s=90.0, every_s=2.0):
-    """Poll until check() returns a truthy value; generous for a loaded 2-core machine."""
+def wait_for(read, done, timeout_s=90.0, every_s=2.0):
+    """Read until done(value) holds or time runs out; generous for a loaded 2-core machine."""
     deadline = time.monotonic() + timeout_s
     while True:
-        value = check()
-        if value or time.monotonic() > deadline:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
             return value
         time.sleep(every_s)
 
@@ -47,10 +50,9 @@ def test_every_agent_delivered_readings(host):
         rows = latest.get("readings", latest) if isinstance(latest, dict) else latest
         return {(row["device_id"], row["sensor"]) for row in rows}
 
-    found = wait_for(lambda: {a for a in AGENTS.values() if (a, "counter") in delivered()} == set(AGENTS.values()) and delivered())
-    for device_id in AGENTS.values():
-        assert (device_id, "counter") in found, sorted(found)
-        assert (device_id, "wave") in found, sorted(found)
+    wanted = {(agent, sensor) for agent in AGENTS.values() for sensor in ("counter", "wave")}
+    found = wait_for(delivered, lambda pairs: wanted <= pairs)
+    assert wanted <= found, sorted(wanted - found)
 
 
 def test_no_gap_in_any_agents_seq(host):
@@ -73,7 +75,7 @@ def test_every_agent_is_online_at_the_receiver(host):
         nodes = operator_get(host, "/api/nodes")["nodes"]
         return {node["node_id"]: node["status"] for node in nodes}
 
-    seen = wait_for(lambda: all(statuses().get(a) == "online" for a in AGENTS.values()) and statuses())
+    seen = wait_for(statuses, lambda now: all(now.get(a) == "online" for a in AGENTS.values()))
     for device_id in AGENTS.values():
         assert seen.get(device_id) == "online", seen
 
@@ -92,11 +94,17 @@ def test_fleet_report_shows_every_agent_online(tmp_path):
     completed = subprocess.run(
         [
             "ansible-playbook",
-            "--inventory", os.environ["MOLECULE_INVENTORY_FILE"],
+            "--inventory",
+            os.environ["MOLECULE_INVENTORY_FILE"],
             str(PROJECT / "playbooks" / "status.yml"),
-            "-e", f"beam_status_report_file={report_file}",
+            "-e",
+            f"beam_status_report_file={report_file}",
         ],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     report = json.loads(report_file.read_text())

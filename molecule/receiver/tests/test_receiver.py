@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from conftest import MAX_EXPOSURE, unit_exposure
 
 # pi-roof is declared in the inventory but not deployed: test only the receiver node.
@@ -32,7 +33,11 @@ except urllib.error.HTTPError as error:
 def call(host, method, path, token="", body=None):
     command = host.run(
         "python3 -c %s %s %s %s %s",
-        HTTP, method, BASE + path, token, json.dumps(body) if body is not None else "",
+        HTTP,
+        method,
+        BASE + path,
+        token,
+        json.dumps(body) if body is not None else "",
     )
     assert command.rc == 0, command.stderr
     answer = json.loads(command.stdout)

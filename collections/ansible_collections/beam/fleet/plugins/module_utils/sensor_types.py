@@ -13,281 +13,454 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-SENSOR_TYPES = {'bme280': {'options': {'address': {'choices': [118, 119],
-                                    'default': 118,
-                                    'kind': 'int',
-                                    'maximum': None,
-                                    'minimum': None,
-                                    'required': False},
-                        'bus': {'choices': None,
-                                'default': 1,
-                                'kind': 'int',
-                                'maximum': None,
-                                'minimum': 0,
-                                'required': False},
-                        'humidity_oversampling': {'choices': [1, 2, 4, 8, 16],
-                                                  'default': 1,
-                                                  'kind': 'int',
-                                                  'maximum': None,
-                                                  'minimum': None,
-                                                  'required': False},
-                        'iir_filter': {'choices': [0, 2, 4, 8, 16],
-                                       'default': 0,
-                                       'kind': 'int',
-                                       'maximum': None,
-                                       'minimum': None,
-                                       'required': False},
-                        'pressure_oversampling': {'choices': [1, 2, 4, 8, 16],
-                                                  'default': 1,
-                                                  'kind': 'int',
-                                                  'maximum': None,
-                                                  'minimum': None,
-                                                  'required': False},
-                        'sea_level_hpa': {'choices': None,
-                                          'default': None,
-                                          'kind': 'float',
-                                          'maximum': 1100.0,
-                                          'minimum': 300.0,
-                                          'required': False},
-                        'temperature_oversampling': {'choices': [1, 2, 4, 8, 16],
-                                                     'default': 1,
-                                                     'kind': 'int',
-                                                     'maximum': None,
-                                                     'minimum': None,
-                                                     'required': False}}},
- 'command': {'options': {'command': {'choices': None,
-                                     'default': None,
-                                     'kind': 'list',
-                                     'maximum': None,
-                                     'minimum': None,
-                                     'required': True},
-                         'timeout_s': {'choices': None,
-                                       'default': 10.0,
-                                       'kind': 'float',
-                                       'maximum': 3600.0,
-                                       'minimum': 0.001,
-                                       'required': False}}},
- 'http_json': {'options': {'field_path': {'choices': None,
-                                          'default': '',
-                                          'kind': 'str',
-                                          'maximum': None,
-                                          'minimum': None,
-                                          'required': False},
-                           'headers': {'choices': None,
-                                       'default': {},
-                                       'kind': 'dict',
-                                       'maximum': None,
-                                       'minimum': None,
-                                       'required': False},
-                           'timeout_s': {'choices': None,
-                                         'default': 10.0,
-                                         'kind': 'float',
-                                         'maximum': 600,
-                                         'minimum': 0.01,
-                                         'required': False},
-                           'url': {'choices': None,
-                                   'default': None,
-                                   'kind': 'str',
-                                   'maximum': None,
-                                   'minimum': None,
-                                   'required': True},
-                           'verify_tls': {'choices': None,
-                                          'default': True,
-                                          'kind': 'bool',
-                                          'maximum': None,
-                                          'minimum': None,
-                                          'required': False}}},
- 'mightyohm': {'options': {'baudrate': {'choices': None,
-                                        'default': 9600,
-                                        'kind': 'int',
-                                        'maximum': 4000000,
-                                        'minimum': 50,
-                                        'required': False},
-                           'max_line_bytes': {'choices': None,
-                                              'default': 4096,
-                                              'kind': 'int',
-                                              'maximum': 1048576,
-                                              'minimum': 16,
-                                              'required': False},
-                           'port': {'choices': None,
-                                    'default': None,
-                                    'kind': 'str',
-                                    'maximum': None,
-                                    'minimum': None,
-                                    'required': True},
-                           'timeout_s': {'choices': None,
-                                         'default': 10.0,
-                                         'kind': 'float',
-                                         'maximum': 3600,
-                                         'minimum': 0.01,
-                                         'required': False}}},
- 'power_supply': {'options': {'root': {'choices': None,
-                                       'default': '/sys/class/power_supply',
-                                       'kind': 'str',
-                                       'maximum': None,
-                                       'minimum': None,
-                                       'required': False},
-                              'supplies': {'choices': None,
-                                           'default': [],
-                                           'kind': 'list',
-                                           'maximum': None,
-                                           'minimum': None,
-                                           'required': False}}},
- 'serial_lines': {'options': {'baudrate': {'choices': None,
-                                           'default': 9600,
-                                           'kind': 'int',
-                                           'maximum': 4000000,
-                                           'minimum': 50,
-                                           'required': False},
-                              'max_line_bytes': {'choices': None,
-                                                 'default': 4096,
-                                                 'kind': 'int',
-                                                 'maximum': 1048576,
-                                                 'minimum': 16,
-                                                 'required': False},
-                              'pattern': {'choices': None,
-                                          'default': None,
-                                          'kind': 'str',
-                                          'maximum': None,
-                                          'minimum': None,
-                                          'required': True},
-                              'port': {'choices': None,
-                                       'default': None,
-                                       'kind': 'str',
-                                       'maximum': None,
-                                       'minimum': None,
-                                       'required': True},
-                              'sensor_type': {'choices': None,
-                                              'default': '',
-                                              'kind': 'str',
-                                              'maximum': None,
-                                              'minimum': None,
-                                              'required': False},
-                              'timeout_s': {'choices': None,
-                                            'default': 10.0,
-                                            'kind': 'float',
-                                            'maximum': 3600,
-                                            'minimum': 0.01,
-                                            'required': False},
-                              'types': {'choices': None,
-                                        'default': {},
-                                        'kind': 'dict',
-                                        'maximum': None,
-                                        'minimum': None,
-                                        'required': False}}},
- 'system': {'options': {'cpu': {'choices': None,
-                                'default': True,
-                                'kind': 'bool',
-                                'maximum': None,
-                                'minimum': None,
-                                'required': False},
-                        'disks': {'choices': None,
-                                  'default': True,
-                                  'kind': 'bool',
-                                  'maximum': None,
-                                  'minimum': None,
-                                  'required': False},
-                        'interfaces': {'choices': None,
-                                       'default': [],
-                                       'kind': 'list',
-                                       'maximum': None,
-                                       'minimum': None,
-                                       'required': False},
-                        'memory': {'choices': None,
-                                   'default': True,
-                                   'kind': 'bool',
-                                   'maximum': None,
-                                   'minimum': None,
-                                   'required': False},
-                        'mounts': {'choices': None,
-                                   'default': ['/'],
-                                   'kind': 'list',
-                                   'maximum': None,
-                                   'minimum': None,
-                                   'required': False},
-                        'network': {'choices': None,
-                                    'default': True,
-                                    'kind': 'bool',
-                                    'maximum': None,
-                                    'minimum': None,
-                                    'required': False},
-                        'temperatures': {'choices': None,
-                                         'default': True,
-                                         'kind': 'bool',
-                                         'maximum': None,
-                                         'minimum': None,
-                                         'required': False},
-                        'top_processes': {'choices': None,
-                                          'default': 5,
-                                          'kind': 'int',
-                                          'maximum': 100,
-                                          'minimum': 0,
-                                          'required': False}}},
- 'tcp_json': {'options': {'connect_timeout_s': {'choices': None,
-                                                'default': 5.0,
-                                                'kind': 'float',
-                                                'maximum': 600,
-                                                'minimum': 0.01,
-                                                'required': False},
-                          'host': {'choices': None,
-                                   'default': None,
-                                   'kind': 'str',
-                                   'maximum': None,
-                                   'minimum': None,
-                                   'required': True},
-                          'max_line_bytes': {'choices': None,
-                                             'default': 65536,
-                                             'kind': 'int',
-                                             'maximum': 16777216,
-                                             'minimum': 16,
-                                             'required': False},
-                          'port': {'choices': None,
-                                   'default': None,
-                                   'kind': 'int',
-                                   'maximum': 65535,
-                                   'minimum': 1,
-                                   'required': True},
-                          'timeout_s': {'choices': None,
-                                        'default': 10.0,
-                                        'kind': 'float',
-                                        'maximum': 3600,
-                                        'minimum': 0.01,
-                                        'required': False}}},
- 'virtual': {'options': {'amplitude': {'choices': None,
-                                       'default': 1.0,
-                                       'kind': 'float',
-                                       'maximum': None,
-                                       'minimum': 0.0,
-                                       'required': False},
-                         'field': {'choices': None,
-                                   'default': 'value',
-                                   'kind': 'str',
-                                   'maximum': None,
-                                   'minimum': None,
-                                   'required': False},
-                         'offset': {'choices': None,
-                                    'default': 0.0,
-                                    'kind': 'float',
-                                    'maximum': None,
-                                    'minimum': None,
-                                    'required': False},
-                         'period_s': {'choices': None,
-                                      'default': 60.0,
-                                      'kind': 'float',
-                                      'maximum': None,
-                                      'minimum': 0.001,
-                                      'required': False},
-                         'seed': {'choices': None,
-                                  'default': 0,
-                                  'kind': 'int',
-                                  'maximum': None,
-                                  'minimum': None,
-                                  'required': False},
-                         'signal': {'choices': ['sine', 'random_walk', 'counter'],
-                                    'default': 'sine',
-                                    'kind': 'str',
-                                    'maximum': None,
-                                    'minimum': None,
-                                    'required': False}}}}
+SENSOR_TYPES = {
+    "bme280": {
+        "options": {
+            "address": {
+                "choices": [
+                    118,
+                    119
+                ],
+                "default": 118,
+                "kind": "int",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "bus": {
+                "choices": None,
+                "default": 1,
+                "kind": "int",
+                "maximum": None,
+                "minimum": 0,
+                "required": False
+            },
+            "humidity_oversampling": {
+                "choices": [
+                    1,
+                    2,
+                    4,
+                    8,
+                    16
+                ],
+                "default": 1,
+                "kind": "int",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "iir_filter": {
+                "choices": [
+                    0,
+                    2,
+                    4,
+                    8,
+                    16
+                ],
+                "default": 0,
+                "kind": "int",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "pressure_oversampling": {
+                "choices": [
+                    1,
+                    2,
+                    4,
+                    8,
+                    16
+                ],
+                "default": 1,
+                "kind": "int",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "sea_level_hpa": {
+                "choices": None,
+                "default": None,
+                "kind": "float",
+                "maximum": 1100.0,
+                "minimum": 300.0,
+                "required": False
+            },
+            "temperature_oversampling": {
+                "choices": [
+                    1,
+                    2,
+                    4,
+                    8,
+                    16
+                ],
+                "default": 1,
+                "kind": "int",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            }
+        }
+    },
+    "command": {
+        "options": {
+            "command": {
+                "choices": None,
+                "default": None,
+                "kind": "list",
+                "maximum": None,
+                "minimum": None,
+                "required": True
+            },
+            "timeout_s": {
+                "choices": None,
+                "default": 10.0,
+                "kind": "float",
+                "maximum": 3600.0,
+                "minimum": 0.001,
+                "required": False
+            }
+        }
+    },
+    "http_json": {
+        "options": {
+            "field_path": {
+                "choices": None,
+                "default": "",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "headers": {
+                "choices": None,
+                "default": {},
+                "kind": "dict",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "timeout_s": {
+                "choices": None,
+                "default": 10.0,
+                "kind": "float",
+                "maximum": 600,
+                "minimum": 0.01,
+                "required": False
+            },
+            "url": {
+                "choices": None,
+                "default": None,
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": True
+            },
+            "verify_tls": {
+                "choices": None,
+                "default": True,
+                "kind": "bool",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            }
+        }
+    },
+    "mightyohm": {
+        "options": {
+            "baudrate": {
+                "choices": None,
+                "default": 9600,
+                "kind": "int",
+                "maximum": 4000000,
+                "minimum": 50,
+                "required": False
+            },
+            "max_line_bytes": {
+                "choices": None,
+                "default": 4096,
+                "kind": "int",
+                "maximum": 1048576,
+                "minimum": 16,
+                "required": False
+            },
+            "port": {
+                "choices": None,
+                "default": None,
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": True
+            },
+            "timeout_s": {
+                "choices": None,
+                "default": 10.0,
+                "kind": "float",
+                "maximum": 3600,
+                "minimum": 0.01,
+                "required": False
+            }
+        }
+    },
+    "power_supply": {
+        "options": {
+            "root": {
+                "choices": None,
+                "default": "/sys/class/power_supply",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "supplies": {
+                "choices": None,
+                "default": [],
+                "kind": "list",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            }
+        }
+    },
+    "serial_lines": {
+        "options": {
+            "baudrate": {
+                "choices": None,
+                "default": 9600,
+                "kind": "int",
+                "maximum": 4000000,
+                "minimum": 50,
+                "required": False
+            },
+            "max_line_bytes": {
+                "choices": None,
+                "default": 4096,
+                "kind": "int",
+                "maximum": 1048576,
+                "minimum": 16,
+                "required": False
+            },
+            "pattern": {
+                "choices": None,
+                "default": None,
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": True
+            },
+            "port": {
+                "choices": None,
+                "default": None,
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": True
+            },
+            "sensor_type": {
+                "choices": None,
+                "default": "",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "timeout_s": {
+                "choices": None,
+                "default": 10.0,
+                "kind": "float",
+                "maximum": 3600,
+                "minimum": 0.01,
+                "required": False
+            },
+            "types": {
+                "choices": None,
+                "default": {},
+                "kind": "dict",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            }
+        }
+    },
+    "system": {
+        "options": {
+            "cpu": {
+                "choices": None,
+                "default": True,
+                "kind": "bool",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "disks": {
+                "choices": None,
+                "default": True,
+                "kind": "bool",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "interfaces": {
+                "choices": None,
+                "default": [],
+                "kind": "list",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "memory": {
+                "choices": None,
+                "default": True,
+                "kind": "bool",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "mounts": {
+                "choices": None,
+                "default": [
+                    "/"
+                ],
+                "kind": "list",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "network": {
+                "choices": None,
+                "default": True,
+                "kind": "bool",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "temperatures": {
+                "choices": None,
+                "default": True,
+                "kind": "bool",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "top_processes": {
+                "choices": None,
+                "default": 5,
+                "kind": "int",
+                "maximum": 100,
+                "minimum": 0,
+                "required": False
+            }
+        }
+    },
+    "tcp_json": {
+        "options": {
+            "connect_timeout_s": {
+                "choices": None,
+                "default": 5.0,
+                "kind": "float",
+                "maximum": 600,
+                "minimum": 0.01,
+                "required": False
+            },
+            "host": {
+                "choices": None,
+                "default": None,
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": True
+            },
+            "max_line_bytes": {
+                "choices": None,
+                "default": 65536,
+                "kind": "int",
+                "maximum": 16777216,
+                "minimum": 16,
+                "required": False
+            },
+            "port": {
+                "choices": None,
+                "default": None,
+                "kind": "int",
+                "maximum": 65535,
+                "minimum": 1,
+                "required": True
+            },
+            "timeout_s": {
+                "choices": None,
+                "default": 10.0,
+                "kind": "float",
+                "maximum": 3600,
+                "minimum": 0.01,
+                "required": False
+            }
+        }
+    },
+    "virtual": {
+        "options": {
+            "amplitude": {
+                "choices": None,
+                "default": 1.0,
+                "kind": "float",
+                "maximum": None,
+                "minimum": 0.0,
+                "required": False
+            },
+            "field": {
+                "choices": None,
+                "default": "value",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "offset": {
+                "choices": None,
+                "default": 0.0,
+                "kind": "float",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "period_s": {
+                "choices": None,
+                "default": 60.0,
+                "kind": "float",
+                "maximum": None,
+                "minimum": 0.001,
+                "required": False
+            },
+            "seed": {
+                "choices": None,
+                "default": 0,
+                "kind": "int",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "signal": {
+                "choices": [
+                    "sine",
+                    "random_walk",
+                    "counter"
+                ],
+                "default": "sine",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            }
+        }
+    }
+}
 
-DEVICE_OPTIONS = {'bme280': {'bus': 'i2c'}, 'mightyohm': {'port': 'serial'}, 'serial_lines': {'port': 'serial'}}
+DEVICE_OPTIONS = {
+    "bme280": {
+        "bus": "i2c"
+    },
+    "mightyohm": {
+        "port": "serial"
+    },
+    "serial_lines": {
+        "port": "serial"
+    }
+}

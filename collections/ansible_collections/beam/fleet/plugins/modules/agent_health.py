@@ -67,10 +67,11 @@ attributes:
     support: none
     description: Changes nothing.
   platform:
+    support: full
     platforms: posix
     description: Runs on the agent's node.
 author:
-  - beam-fleet contributors
+  - beam-fleet contributors (@beam-fleet)
 seealso:
   - module: beam.fleet.fleet_validate
 """

@@ -45,10 +45,11 @@ attributes:
     support: none
     description: Changes nothing, so there is nothing to diff.
   platform:
+    support: full
     platforms: posix
     description: Runs on the controller.
 author:
-  - beam-fleet contributors
+  - beam-fleet contributors (@beam-fleet)
 notes:
   - Inventory variables are described in the collection's README and in docs/collection.md.
   - Sensors that name a plugin C(driver) are checked for their agent-level keys only; the

@@ -57,11 +57,13 @@ attributes:
     description: Changes nothing.
   facts:
     support: full
+    description: Sets C(beam_sensors_discovered).
   platform:
+    support: full
     platforms: posix
     description: Runs on the node; needs read access to C(/dev/i2c-*) (root or the i2c group).
 author:
-  - beam-fleet contributors
+  - beam-fleet contributors (@beam-fleet)
 seealso:
   - module: beam.fleet.agent_health
 """
@@ -91,17 +93,30 @@ ansible_facts:
       type: dict
       contains:
         i2c:
-          description: One entry per bus, with C(bus), C(device), C(addresses) that answered, C(found) with chip hints, and C(error) when the bus could not be opened.
+          description:
+            - One entry per bus, with C(bus), C(device), C(addresses) that answered, C(found) with
+              chip hints, and C(error) when the bus could not be opened.
           type: list
           elements: dict
           returned: always
-          sample: [{bus: 1, device: /dev/i2c-1, addresses: [118], found: [{address: 118, hex: "0x76", chip: "BME280/BMP280 (SDO to GND)", sensor_type: bme280}]}]
+          sample:
+            - bus: 1
+              device: /dev/i2c-1
+              addresses: [118]
+              found: [{address: 118, hex: "0x76", chip: "BME280/BMP280 (SDO to GND)", sensor_type: bme280}]
         serial:
-          description: One entry per serial port, with C(device), C(by_id), C(description), C(vid), C(pid), C(serial_number), C(usb_vendor).
+          description:
+            - One entry per serial port, with C(device), C(by_id), C(description), C(vid), C(pid),
+              C(serial_number), C(usb_vendor).
           type: list
           elements: dict
           returned: always
-          sample: [{device: /dev/ttyUSB0, by_id: "/dev/serial/by-id/usb-FTDI_FT232R_A50285BI-if00-port0", vid: 1027, pid: 24577, usb_vendor: FTDI}]
+          sample:
+            - device: /dev/ttyUSB0
+              by_id: /dev/serial/by-id/usb-FTDI_FT232R_A50285BI-if00-port0
+              vid: 1027
+              pid: 24577
+              usb_vendor: FTDI
         suggestions:
           description: C([[sensor]]) tables for recognised devices, to copy into the inventory.
           type: list

@@ -33,22 +33,22 @@ def test_valid_fleet_resolves_each_agent_to_its_receiver():
 
 
 def test_duplicate_node_ids_are_refused():
-    _, problems = validate_fleet([
+    problems = validate_fleet([
         node("rx", ["receiver"]),
         node("pi1", ["agent"], beam_node_id="same"),
         node("pi2", ["agent"], beam_node_id="same"),
-    ])
+    ])[1]
     assert problems == ["pi1: beam_node_id: duplicate node id 'same' (also used by pi2)"]
 
 
 def test_unknown_role_and_architecture_are_refused():
-    _, problems = validate_fleet([node("rx", ["receiver", "gateway"], beam_arch="riscv64")])
+    problems = validate_fleet([node("rx", ["receiver", "gateway"], beam_arch="riscv64")])[1]
     assert "rx: beam_roles: unknown role 'gateway' (known: agent, receiver)" in problems
     assert any(p.startswith("rx: beam_arch: must be one of x86_64, aarch64, armv7l") for p in problems)
 
 
 def test_agent_without_receiver_is_refused():
-    _, problems = validate_fleet([node("pi1", ["agent"])])
+    problems = validate_fleet([node("pi1", ["agent"])])[1]
     assert len(problems) == 1
     assert problems[0].startswith("pi1: beam_receiver: agent points at no receiver")
 
@@ -63,10 +63,10 @@ def test_agent_must_choose_among_several_receivers():
 
 
 def test_beam_receiver_must_name_a_receiver_host():
-    _, problems = validate_fleet([
+    problems = validate_fleet([
         node("rx", ["receiver"]), node("pi1", ["agent"], beam_receiver="pi2"),
         node("pi2", ["agent"], beam_receiver="nowhere"),
-    ])
+    ])[1]
     assert "pi1: beam_receiver: host 'pi2' has no receiver role" in problems
     assert "pi2: beam_receiver: 'nowhere' is not a host of this inventory" in problems
 
@@ -112,26 +112,26 @@ def test_valid_sensors_pass():
 
 
 def test_sensor_problems_reach_the_fleet_report_with_index_and_name():
-    _, problems = validate_fleet([
+    problems = validate_fleet([
         node("rx", ["receiver"]),
         node("pi1", ["agent"], beam_sensors=[
             {"name": "a", "type": "virtual"}, {"name": "a", "type": "virtual"},
             {"name": "g", "type": "geigerr"},
         ]),
-    ])
+    ])[1]
     assert "pi1: beam_sensors[1] (a).name: duplicate sensor name 'a'" in problems
     assert any(p.startswith("pi1: beam_sensors[2] (g).type: unknown sensor type 'geigerr'") for p in problems)
 
 
 def test_sensors_on_a_node_without_agent_role_are_refused():
-    _, problems = validate_fleet([node("rx", ["receiver"], beam_sensors=[{"name": "v", "type": "virtual"}])])
+    problems = validate_fleet([node("rx", ["receiver"], beam_sensors=[{"name": "v", "type": "virtual"}])])[1]
     assert problems == ["rx: beam_sensors: sensors are declared but the node has no agent role"]
 
 
 def test_every_problem_is_reported_at_once():
-    _, problems = validate_fleet([
+    problems = validate_fleet([
         node("bad id!", [], beam_site="", beam_tags={"a": 1}, beam_arch=None),
-    ])
+    ])[1]
     keys = {p.split(": ")[1] for p in problems}
     assert keys == {"beam_node_id", "beam_roles", "beam_site", "beam_arch", "beam_tags"}
 
