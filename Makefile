@@ -8,11 +8,13 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: help venv browser lint typecheck unit test test-py39 demo bench clean
+.PHONY: help venv browser lint typecheck unit test test-py39 ansible lab lab-down demo bench clean
 
 help:
-	@echo "make test     lint, type-check and run the whole test suite (what CI runs)"
-	@echo "make demo     run a receiver and an agent with virtual sensors on this machine"
+	@echo "make lab      bring up the lab fleet (a receiver and three agents in systemd containers)"
+	@echo "make lab-down tear the lab down"
+	@echo "make test     lint, type-check, every test, and the Ansible checks and Molecule scenarios"
+	@echo "make demo     a receiver and an agent as plain processes on this machine (no Docker)"
 	@echo "make bench    print the agent's and the receiver's benchmark figures"
 
 $(STAMP): pyproject.toml
@@ -56,7 +58,18 @@ test-py39: $(VENV39)/.installed
 	$(VENV39)/bin/pytest -q -p no:cacheprovider tests/agent
 endif
 
-test: lint typecheck unit test-py39
+# ansible-lint, ansible-test sanity, the collection's unit tests and every Molecule
+# scenario in real systemd containers (installs Docker and builds the node image if needed).
+ansible:
+	molecule/scripts/ci.sh
+
+lab:
+	molecule/scripts/lab-up.sh
+
+lab-down:
+	molecule/scripts/lab-down.sh
+
+test: lint typecheck unit test-py39 ansible
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

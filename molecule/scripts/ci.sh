@@ -99,5 +99,6 @@ for name in "${SCENARIOS[@]}"; do
     step "molecule $name" scenario "$name"
 done
 
-printf '\n%s\n' "${summary[@]}"
+printf '\n'
+printf '%s\n' "${summary[@]}"
 printf 'ansible CI passed in %d s\n' $((SECONDS - started))
