@@ -13,7 +13,8 @@ VENV39 ?= .venv39
 help:
 	@echo "make lab      bring up the lab fleet (a receiver and three agents in systemd containers)"
 	@echo "make lab-down tear the lab down"
-	@echo "make test     lint, type-check, every test, and the Ansible checks and Molecule scenarios"
+	@echo "make test     lint, type-check and every Python test (what CI runs)"
+	@echo "make ansible  ansible-lint, ansible-test sanity, unit tests and every Molecule scenario"
 	@echo "make demo     a receiver and an agent as plain processes on this machine (no Docker)"
 	@echo "make bench    print the agent's and the receiver's benchmark figures"
 
@@ -60,6 +61,7 @@ endif
 
 # ansible-lint, ansible-test sanity, the collection's unit tests and every Molecule
 # scenario in real systemd containers (installs Docker and builds the node image if needed).
+# Not yet part of `make test`: it joins CI once it has passed from a fresh clone.
 ansible:
 	molecule/scripts/ci.sh
 
@@ -69,7 +71,7 @@ lab:
 lab-down:
 	molecule/scripts/lab-down.sh
 
-test: lint typecheck unit test-py39 ansible
+test: lint typecheck unit test-py39
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
