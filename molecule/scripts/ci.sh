@@ -8,12 +8,12 @@
 #   5. the collection's unit tests
 #   6. every Molecule scenario: base, agent, receiver, fleet
 # Prints how long each step took. Usage: molecule/scripts/ci.sh [scenario ...]
-# Env: BEAM_CI_LOGS (default /tmp/beam-ci-logs) keeps each step's full output.
+# Env: BEAM_CI_LOGS (default: a new /tmp/beam-ci-logs.XXXXXX) keeps each step's full output.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 COLLECTION="$REPO/collections/ansible_collections/beam/fleet"
-LOGS="${BEAM_CI_LOGS:-/tmp/beam-ci-logs}"
+LOGS="${BEAM_CI_LOGS:-$(mktemp -d /tmp/beam-ci-logs.XXXXXX)}"
 SCENARIOS=("$@")
 [ "${#SCENARIOS[@]}" -eq 0 ] && SCENARIOS=(base agent receiver fleet)
 mkdir -p "$LOGS"
@@ -61,7 +61,7 @@ sanity() {
     tree="$(mktemp -d)"
     mkdir -p "$tree/ansible_collections/beam"
     cp -r "$COLLECTION" "$tree/ansible_collections/beam/fleet"
-    find "$tree" -name __pycache__ -prune -exec rm -rf {} +
+    find "$tree" \( -name __pycache__ -o -name .pytest_cache \) -prune -exec rm -rf {} +
     rm -rf "$tree/ansible_collections/beam/fleet/tests/output"
     (cd "$tree/ansible_collections/beam/fleet" &&
         PATH="$REPO/.venv-ansible-test/bin:$PATH" ansible-test sanity --python 3.11 --requirements --color no)
@@ -87,6 +87,15 @@ compile39() {
 }
 units() { (cd "$COLLECTION/tests/unit" && "$REPO/.venv-ansible/bin/python" -m pytest -q -p no:cacheprovider); }
 scenario() { PATH="$REPO/.venv-ansible/bin:$PATH" molecule test -s "$1"; }
+molecule_lock() {
+    # Scenarios name their containers (beam-mol-*): two runs on one machine would destroy
+    # each other's, so a second run waits here for the first.
+    exec 9>/tmp/beam-fleet-molecule.lock
+    if ! flock --nonblock 9; then
+        echo "another Molecule run holds /tmp/beam-fleet-molecule.lock; waiting"
+        flock 9
+    fi
+}
 
 step "ansible venv" ansible_venv
 step "ansible-test venv" sanity_venv
@@ -95,6 +104,7 @@ step "ansible-lint (production)" lint
 step "ansible-test sanity" sanity
 step "python 3.9 compile" compile39
 step "collection unit tests" units
+molecule_lock
 for name in "${SCENARIOS[@]}"; do
     step "molecule $name" scenario "$name"
 done

@@ -45,7 +45,7 @@ start_engine() {
     is_root || die "the Docker engine is not answering and only root may start it here; start dockerd or add yourself to the docker group"
     say "starting dockerd (log: $DOCKERD_LOG)"
     # setsid: the engine must outlive this script and the CI step that called it
-    setsid dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &
+    setsid dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null 9>&- &
     local waited=0
     until docker info >/dev/null 2>&1; do
         sleep 1
