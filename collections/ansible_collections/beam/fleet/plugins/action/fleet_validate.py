@@ -16,14 +16,16 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.beam.fleet.plugins.module_utils.fleet import (
     NODE_VARIABLES,
+    SSH_VARIABLES,
     fleet_summary,
+    parse_date,
     validate_fleet,
 )
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("hosts", "nodes"))
+    _VALID_ARGS = frozenset(("hosts", "nodes", "groups", "today"))
 
     def _inventory_nodes(self, task_vars, hosts):
         hostvars = task_vars["hostvars"]
@@ -32,8 +34,8 @@ class ActionModule(ActionBase):
             variables = hostvars[host]
             if "beam_roles" not in variables:
                 continue
-            node = {"host": host}
-            for key in NODE_VARIABLES:
+            node = {"host": host, "group_names": list(variables.get("group_names", []))}
+            for key in NODE_VARIABLES + SSH_VARIABLES:
                 if key in variables:
                     node[key] = self._templar.template(variables[key])
             nodes.append(node)
@@ -51,7 +53,16 @@ class ActionModule(ActionBase):
                 nodes = [n for n in nodes if n.get("host") in args["hosts"]]
         else:
             nodes = self._inventory_nodes(task_vars, hosts)
-        records, problems = validate_fleet(nodes)
+        groups = args.get("groups")
+        if groups is None:
+            groups = dict((k, list(v)) for k, v in task_vars.get("groups", {}).items())
+        today = None
+        if args.get("today") is not None:
+            today = parse_date(args["today"])
+            if today is None:
+                result.update(failed=True, msg="today must be a date YYYY-MM-DD, got %r" % (args["today"],))
+                return result
+        records, problems = validate_fleet(nodes, groups=groups, today=today)
         summary = fleet_summary(records)
         result.update(changed=False, problems=problems, nodes=records, fleet=summary)
         facts = {"beam_fleet": summary}

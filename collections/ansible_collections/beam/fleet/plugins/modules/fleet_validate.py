@@ -18,6 +18,10 @@ description:
   - Refuses duplicate node ids, unknown roles, unknown architectures, sensors of an unknown
     type or with invalid options (checked against the agent's built-in driver options), and
     agents that point at no receiver.
+  - Refuses an invalid SSH access declaration (C(beam_ssh_operators), C(beam_ssh_automation_user),
+    C(beam_ssh_automation_keys), C(beam_ssh_revoked_keys)) - an unknown group, a malformed
+    public key, a bad expiry date, a duplicate operator name or a key declared for two
+    operators - and resolves which operator keys may log in on each node (C(ssh) in RV(nodes)).
   - Resolves, for each agent, the receiver URL it pushes to and returns it as the fact
     C(beam_fleet_node) for the host the task runs for, so roles need not repeat the rules.
   - Runs on the controller (an action plugin reads the inventory); it does not connect to the node.
@@ -33,9 +37,21 @@ options:
       - Node descriptions to check instead of the inventory, each a mapping with C(host)
         and the node variables C(beam_node_id), C(beam_roles), C(beam_site), C(beam_arch),
         C(beam_tags), C(beam_sensors), C(beam_receiver), C(beam_receiver_url), C(beam_receiver_port).
+      - May also hold C(group_names) and the SSH variables C(beam_ssh_automation_user),
+        C(beam_ssh_automation_keys), C(beam_ssh_operators) and C(beam_ssh_revoked_keys).
       - Mainly for tests and for fleets described outside an Ansible inventory.
     type: list
     elements: dict
+  groups:
+    description:
+      - The inventory's groups, each a list of its hosts, to check the operators' C(groups) against.
+      - Defaults to the inventory's C(groups) in the action plugin, and to the nodes' C(group_names) otherwise.
+    type: dict
+  today:
+    description:
+      - The date (C(YYYY-MM-DD)) that decides which keys have expired. Defaults to today (UTC).
+      - A key or operator with C(expires) may log in through that date and not after it.
+    type: str
 extends_documentation_fragment: []
 attributes:
   check_mode:
@@ -101,6 +117,13 @@ nodes:
       devices: {serial: [], i2c: []}
       receiver_host: rx1
       api_url: http://rx1:8000
+      ssh:
+        automation_user: beam-ops
+        automation_keys: []
+        operators: [{name: alice, comment: Alice, keys: ["ssh-ed25519 AAAA... alice@laptop"], expires: null}]
+        absent_operators: [bob]
+        expired: []
+        revoked: []
 fleet:
   description: Counts and groupings of the fleet.
   returned: always
@@ -123,7 +146,7 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.beam.fleet.plugins.module_utils.fleet import fleet_summary, validate_fleet
+from ansible_collections.beam.fleet.plugins.module_utils.fleet import fleet_summary, parse_date, validate_fleet
 
 
 def run_module():
@@ -131,6 +154,8 @@ def run_module():
         argument_spec=dict(
             hosts=dict(type="list", elements="str"),
             nodes=dict(type="list", elements="dict"),
+            groups=dict(type="dict"),
+            today=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -142,7 +167,12 @@ def run_module():
     if wanted is not None:
         nodes = [node for node in nodes if node["host"] in wanted]
     nodes = [node for node in nodes if node.get("beam_roles") is not None]
-    records, problems = validate_fleet(nodes)
+    today = None
+    if module.params["today"] is not None:
+        today = parse_date(module.params["today"])
+        if today is None:
+            module.fail_json(msg="today must be a date YYYY-MM-DD, got %r" % module.params["today"])
+    records, problems = validate_fleet(nodes, groups=module.params["groups"], today=today)
     result = dict(changed=False, problems=problems, nodes=records, fleet=fleet_summary(records))
     if problems:
         module.fail_json(
