@@ -22,4 +22,4 @@ def test_argument_specs_equal_defaults(role):
 
 
 def test_every_role_has_specs():
-    assert ROLES == ["agent", "base", "receiver", "wheelhouse"]
+    assert ROLES == ["agent", "base", "receiver", "ssh_access", "wheelhouse"]
