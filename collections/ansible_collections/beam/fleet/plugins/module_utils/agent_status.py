@@ -59,11 +59,13 @@ def utc_now():
 
 def evaluate(status, now=None, require_push=True, max_push_age_s=120, max_queue_depth=None,
              max_dead_letters=None, max_consecutive_errors=3, require_readings=True,
-             expect_sensors=None):
+             expect_sensors=None, pushed_since=None):
     """(healthy, reasons, summary) for one `beam-agent status --json` document.
 
     reasons name each failed rule in words an operator acts on; summary holds the numbers
-    a fleet report shows (queue depth, last push, per-sensor errors).
+    a fleet report shows (queue depth, last push, per-sensor errors). pushed_since (an aware
+    datetime, the node's clock) asks for a push by the process started after it: a rollout's
+    gate, where a push of the release before would otherwise pass for the new one.
     """
     now = now or utc_now()
     reasons = []
@@ -89,6 +91,11 @@ def evaluate(status, now=None, require_push=True, max_push_age_s=120, max_queue_
             reasons.append(
                 "last successful push %.0f s ago (limit %s s)" % (push_age, max_push_age_s)
             )
+    if pushed_since is not None and last_success is not None and last_success < pushed_since:
+        reasons.append(
+            "no successful push since %s (last: %s)"
+            % (pushed_since.strftime("%Y-%m-%dT%H:%M:%SZ"), status.get("last_success_at"))
+        )
     if max_queue_depth is not None and isinstance(depth, int) and depth > max_queue_depth:
         reasons.append("queue depth %d over %d" % (depth, max_queue_depth))
     dead = status.get("dead_letters", counters.get("dead_lettered", 0)) or 0

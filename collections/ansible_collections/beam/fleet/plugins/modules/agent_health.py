@@ -35,6 +35,13 @@ options:
     description: Seconds since the last successful push beyond which the agent is unhealthy.
     type: int
     default: 120
+  pushed_since:
+    description:
+      - Unhealthy unless the last successful push happened at or after this moment (ISO 8601
+        with a time zone, as the node's clock reads it, e.g. from C(date -u +%Y-%m-%dT%H:%M:%SZ)).
+      - A rollout's gate sets it to the moment before the restart, so only a push by the new
+        process counts.
+    type: str
   max_queue_depth:
     description: Unhealthy when more readings than this wait to be pushed. Not checked when omitted.
     type: int
@@ -159,7 +166,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.beam.fleet.plugins.module_utils.agent_status import evaluate
+from ansible_collections.beam.fleet.plugins.module_utils.agent_status import evaluate, parse_timestamp
 
 
 def run_module():
@@ -169,6 +176,7 @@ def run_module():
             executable=dict(type="path", default="/opt/beam/agent/current/venv/bin/beam-agent"),
             require_push=dict(type="bool", default=True),
             max_push_age=dict(type="int", default=120),
+            pushed_since=dict(type="str"),
             max_queue_depth=dict(type="int"),
             max_dead_letters=dict(type="int"),
             max_consecutive_errors=dict(type="int", default=3),
@@ -179,6 +187,11 @@ def run_module():
         supports_check_mode=True,
     )
     params = module.params
+    pushed_since = None
+    if params["pushed_since"]:
+        pushed_since = parse_timestamp(params["pushed_since"])
+        if pushed_since is None:
+            module.fail_json(msg="pushed_since: %r is not an ISO 8601 time with a time zone" % params["pushed_since"])
     command = [params["executable"], "status", "--json", "--config", params["config"]]
     if not os.access(params["executable"], os.X_OK):
         rc, stdout, stderr = None, "", ""
@@ -204,6 +217,7 @@ def run_module():
         max_consecutive_errors=params["max_consecutive_errors"],
         require_readings=params["require_readings"],
         expect_sensors=params["expect_sensors"],
+        pushed_since=pushed_since,
     )
     result = dict(changed=False, healthy=healthy, reasons=reasons, status=status, **summary)
     if not healthy and params["fail_on_unhealthy"]:

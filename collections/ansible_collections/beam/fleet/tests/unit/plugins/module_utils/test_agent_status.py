@@ -86,3 +86,12 @@ def test_parse_timestamp_forms():
     assert parse_timestamp("2026-02-15T19:06:00.123456789Z").microsecond == 123456
     assert parse_timestamp("yesterday") is None
     assert parse_timestamp(None) is None
+
+
+def test_push_before_the_restart_does_not_pass_a_rollout_gate():
+    restarted = datetime.datetime(2026, 2, 15, 19, 5, 59, 600000, tzinfo=UTC)
+    healthy, reasons = evaluate(status(), now=NOW, pushed_since=restarted)[:2]
+    assert not healthy
+    assert reasons == ["no successful push since 2026-02-15T19:05:59Z (last: 2026-02-15T19:05:59.500Z)"]
+    before = restarted - datetime.timedelta(seconds=1)
+    assert evaluate(status(), now=NOW, pushed_since=before)[0]

@@ -1,0 +1,207 @@
+"""Rollouts end to end: 1.0.0 deployed, 1.1.0 rolled out, a broken 1.2.0 stopped at the canary.
+
+The tests run in file order, each building on the fleet the one before left, and drive the
+playbooks exactly as an operator does (ansible-playbook with the scenario's inventory).
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+AGENTS = [f"beam-mol-rollout-a{i}" for i in range(1, 5)]  # inventory order: a1 is the canary
+RECEIVER = "beam-mol-rollout-rx"
+testinfra_hosts = ["ansible://" + RECEIVER]
+
+EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
+REPORTS = EPHEMERAL / "reports"
+
+HTTP_GET = r"""
+import json, sys, urllib.request
+request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+with urllib.request.urlopen(request, timeout=10) as answer:
+    print(answer.read().decode())
+"""
+
+
+def playbook(name, *args):
+    """Run one of the project's playbooks against the scenario's fleet; timed."""
+    command = ["ansible-playbook", str(PROJECT / "playbooks" / name), *args]
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if inventory:
+        command[1:1] = ["-i", inventory]
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT, check=False)
+    result.seconds = time.monotonic() - started
+    print(f"$ {' '.join(command)}  ({result.seconds:.0f} s)\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def recap(output):
+    """PLAY RECAP counts per host: {host: {'ok': n, 'changed': n, ...}}."""
+    counts = {}
+    for host, fields in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.MULTILINE):
+        counts[host] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", fields)}
+    return counts
+
+
+def on_node(name, *command):
+    result = subprocess.run(["docker", "exec", name, *command], capture_output=True, text=True, check=False)
+    return result
+
+
+def release_record(name):
+    result = on_node(name, "cat", "/opt/beam/agent/release.json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def latest_report(component, version):
+    reports = sorted(REPORTS.glob(f"*-{component}-{version}.json"))
+    assert reports, f"no rollout record for {component} {version} in {REPORTS}"
+    return json.loads(reports[-1].read_text())
+
+
+def operator_get(host, path):
+    token = (EPHEMERAL / "secrets" / "operators" / "ops").read_text().strip()
+    result = host.run("python3 -c %s %s %s", HTTP_GET, "http://127.0.0.1:8000" + path, token)
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def stored_seqs(host, device_id):
+    seqs, after = [], None
+    while True:
+        query = f"/api/readings?device_id={device_id}&limit=1000"
+        page = operator_get(host, query + (f"&after={after}" if after else ""))
+        seqs.extend(row["seq"] for row in page["readings"])
+        after = page.get("next")
+        if not after:
+            return seqs
+
+
+def assert_no_gap(host, device_id):
+    """Every seq from 1 to the highest stored, once each: nothing lost or doubled by a switch."""
+    seqs = stored_seqs(host, device_id)
+    assert seqs, device_id
+    assert len(seqs) == len(set(seqs)), f"{device_id}: seqs stored twice"
+    missing = sorted(set(range(1, max(seqs) + 1)) - set(seqs))
+    assert not missing, f"{device_id}: {len(missing)} seqs missing, first {missing[:10]}"
+    return max(seqs)
+
+
+def test_converge_deployed_the_pinned_release():
+    for name in AGENTS:
+        record = release_record(name)
+        assert record["active"] == "1.0.0", (name, record)
+        assert on_node(name, "readlink", "/opt/beam/agent/current").stdout.strip() == "releases/1.0.0"
+
+
+def test_rollout_of_1_1_0_goes_canary_first_and_passes_every_gate(host):
+    result = playbook("rollout.yml", "-e", "beam_version=1.1.0")
+    assert result.returncode == 0
+    report = latest_report("agent", "1.1.0")
+    assert report["result"] == "completed", report["summary"]
+    by_node = {node["node"]: node for node in report["nodes"]}
+    assert set(by_node) == set(AGENTS)
+    # batches [1, "25%", "100%"] of 4 nodes: the canary alone, then one, then the last two
+    assert [by_node[name]["batch"] for name in AGENTS] == [1, 2, 3, 3]
+    for name in AGENTS:
+        node = by_node[name]
+        assert (node["result"], node["version_before"], node["version_after"]) == ("passed", "1.0.0", "1.1.0")
+        assert node["switched"] and not node["rolled_back"]
+        record = release_record(name)
+        assert (record["active"], record["previous"]) == ("1.1.0", "1.0.0")
+    nodes = {node["node_id"]: node for node in operator_get(host, "/api/nodes")["nodes"]}
+    for name in AGENTS:
+        assert (nodes[name]["status"], nodes[name]["software_version"]) == ("online", "1.1.0")
+    gates = [by_node[name]["gate_seconds"] for name in AGENTS]
+    print(f"rollout 1.1.0: {result.seconds:.0f} s for {len(AGENTS)} nodes in 3 batches; "
+          f"per node switch-to-gate-passed: {', '.join('%.0f s' % s for s in gates)}")
+    (REPORTS / "timing.txt").write_text(f"rollout_seconds={result.seconds:.1f} nodes={len(AGENTS)} gates={gates}\n")
+
+
+def test_no_reading_was_lost_or_doubled_by_the_upgrade(host):
+    for name in AGENTS:
+        assert_no_gap(host, name)
+
+
+def test_rerunning_a_finished_rollout_changes_nothing():
+    result = playbook("rollout.yml", "-e", "beam_version=1.1.0")
+    assert result.returncode == 0
+    counts = recap(result.stdout)
+    for name in AGENTS:
+        assert counts[name]["changed"] == 0, (name, counts[name])
+    report = latest_report("agent", "1.1.0")
+    assert report["result"] == "completed"
+    assert not any(node["switched"] for node in report["nodes"])
+
+
+def test_a_broken_release_is_stopped_at_the_canary_and_rolled_back(host):
+    before = {name: release_record(name) for name in AGENTS}
+    result = playbook("rollout.yml", "-e", "beam_version=1.2.0", "-e", "beam_rollout_gate_timeout_s=45")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "rollout of beam-agent 1.2.0: stopped after batch 1; 1 node(s) failed (budget 0)" in output
+    assert "beam-mol-rollout-a1 (failed; rolled back to 1.1.0)" in output
+    report = latest_report("agent", "1.2.0")
+    assert report["result"] == "stopped"
+    assert report["failed"] == ["beam-mol-rollout-a1"]
+    assert report["rolled_back"] == ["beam-mol-rollout-a1"]
+    assert report["not_reached"] == AGENTS[1:]
+    canary = {node["node"]: node for node in report["nodes"]}["beam-mol-rollout-a1"]
+    assert (canary["version_before"], canary["version_after"]) == ("1.1.0", "1.1.0")
+    assert any("healthy again" in reason for reason in canary["reasons"]), canary["reasons"]
+
+    record = release_record("beam-mol-rollout-a1")
+    assert (record["active"], record["rolled_back_from"]) == ("1.1.0", "1.2.0")
+    assert [entry["action"] for entry in record["history"][-2:]] == ["activate", "rollback"]
+    assert on_node("beam-mol-rollout-a1", "systemctl", "is-active", "beam-agent").stdout.strip() == "active"
+    for name in AGENTS[1:]:
+        assert release_record(name) == before[name], f"{name} was touched"
+        assert on_node(name, "test", "-e", "/opt/beam/agent/releases/1.2.0").returncode == 1
+
+
+def test_the_canary_pushes_again_and_lost_nothing(host):
+    def canary_seq():
+        return assert_no_gap(host, "beam-mol-rollout-a1")
+
+    first = canary_seq()
+    deadline = time.monotonic() + 60
+    while canary_seq() <= first and time.monotonic() < deadline:
+        time.sleep(2)
+    assert canary_seq() > first, "the rolled-back canary does not deliver new readings"
+
+
+def test_rollback_playbook_returns_a_node_to_its_release_before(host):
+    result = playbook("rollback.yml", "--limit", "beam-mol-rollout-a2")
+    assert result.returncode == 0
+    assert "rolled back from 1.1.0 to 1.0.0" in result.stdout
+    record = release_record("beam-mol-rollout-a2")
+    assert (record["active"], record["rolled_back_from"]) == ("1.0.0", "1.1.0")
+    assert release_record("beam-mol-rollout-a3")["active"] == "1.1.0"
+    # guarded by rollback_from, a second run changes nothing
+    again = playbook("rollback.yml", "--limit", "beam-mol-rollout-a2", "-e", "rollback_from=1.1.0")
+    assert again.returncode == 0
+    assert recap(again.stdout)["beam-mol-rollout-a2"]["changed"] == 0
+    assert release_record("beam-mol-rollout-a2")["active"] == "1.0.0"
+
+
+def test_status_shows_the_active_and_previous_release_of_every_node(host):
+    result = playbook("status.yml", "-e", f"beam_status_report_file={REPORTS}/status.json")
+    assert result.returncode == 0
+    rows = {row["host"]: row for row in json.loads((REPORTS / "status.json").read_text())["nodes"]}
+    assert rows["beam-mol-rollout-a2"]["releases"]["agent"]["active"] == "1.0.0"
+    assert rows["beam-mol-rollout-a3"]["releases"]["agent"]["active"] == "1.1.0"
+    assert rows["beam-mol-rollout-a3"]["releases"]["agent"]["previous"] == "1.0.0"
+    assert rows[RECEIVER]["releases"]["receiver"]["active"] == "1.0.0"
+    assert "1.1.0 (1.0.0)" in result.stdout
+
+
+def test_every_agent_lost_nothing_through_all_of_it(host):
+    for name in AGENTS:
+        assert_no_gap(host, name)
+
