@@ -63,6 +63,7 @@ SSH_VARIABLES = (
 # A login name useradd accepts everywhere (Debian's NAME_REGEX, at most 32 characters).
 USER_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 RESERVED_USERS = ("root", "beam-agent", "beam-receiver", "daemon", "nobody", "sshd")
+LOGIN_NAME_RULE = "must be a login name (lowercase letters, digits, '_' or '-', not %s), got %r"
 OPERATOR_KEYS = ("name", "keys", "groups", "expires", "comment")
 DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -222,7 +223,7 @@ def check_ssh_access(node, known_groups, member_of, today):
     if automation is not None and (
         not isinstance(automation, str) or not USER_PATTERN.match(automation) or automation in RESERVED_USERS
     ):
-        problems.append(("beam_ssh_automation_user", "must be a login name (lowercase letters, digits, '_' or '-', not %s), got %r" % (", ".join(RESERVED_USERS), automation)))
+        problems.append(("beam_ssh_automation_user", LOGIN_NAME_RULE % (", ".join(RESERVED_USERS), automation)))
         automation = None
 
     revoked = set()
@@ -272,7 +273,7 @@ def check_ssh_access(node, known_groups, member_of, today):
         for key in sorted(set(operator) - set(OPERATOR_KEYS)):
             problems.append((label + "." + str(key), "unknown field (fields: %s)" % ", ".join(OPERATOR_KEYS)))
         if not isinstance(name, str) or not USER_PATTERN.match(name) or name in RESERVED_USERS:
-            problems.append((label + ".name", "must be a login name (lowercase letters, digits, '_' or '-', not %s), got %r" % (", ".join(RESERVED_USERS), name)))
+            problems.append((label + ".name", LOGIN_NAME_RULE % (", ".join(RESERVED_USERS), name)))
             continue
         if name == automation:
             problems.append((label + ".name", "%r is the automation user (beam_ssh_automation_user)" % name))

@@ -179,7 +179,7 @@ def audit(accounts, patterns, known_keys, read=_read):
             for key in found:
                 owners = index.get(key["fingerprint"], [])
                 owner = owners[0][0] if owners else ""
-                known = any(account in (None, "", name) for _, account in owners)
+                known = any(account in (None, "", name) for dummy, account in owners)
                 entry = {
                     "fingerprint": key["fingerprint"],
                     "type": key["type"],

@@ -46,7 +46,9 @@ def test_expired_operator_and_expired_key_have_no_key():
         {"name": "carol", "groups": ["all"], "keys": [KEY_RSA], "expires": datetime.date(2026, 5, 31)},
         {"name": "dave", "groups": ["all"], "keys": [KEY_RSA.replace("r@test", "d")], "expires": "2026-06-01"},
     ])
-    assert problems == ["rx: beam_ssh_operators[2] (dave).keys[0]: key SHA256:yLy8ejMErdpV2YBGHba842Kbn0sTUoyjW/vOSmtCX0Q is also declared for operator 'carol'"]
+    assert problems == [
+        "rx: beam_ssh_operators[2] (dave).keys[0]: key SHA256:yLy8ejMErdpV2YBGHba842Kbn0sTUoyjW/vOSmtCX0Q is also declared for operator 'carol'"
+    ]
     ssh = records["pi1"]["ssh"]
     assert names(records["pi1"]) == ["alice"]
     assert ssh["operators"][0]["keys"] == [KEY_A]
