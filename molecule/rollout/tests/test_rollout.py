@@ -33,8 +33,9 @@ def playbook(name, *args):
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if inventory:
         command[1:1] = ["-i", inventory]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT, env=env, check=False)
     result.seconds = time.monotonic() - started
     print(f"$ {' '.join(command)}  ({result.seconds:.0f} s)\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return result
@@ -43,6 +44,7 @@ def playbook(name, *args):
 def recap(output):
     """PLAY RECAP counts per host: {host: {'ok': n, 'changed': n, ...}}."""
     counts = {}
+    output = re.sub(r"\x1b\[[0-9;]*m", "", output)
     for host, fields in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.MULTILINE):
         counts[host] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", fields)}
     return counts
