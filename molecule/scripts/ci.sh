@@ -6,7 +6,7 @@
 #   4. ansible-test sanity for the collection (Python 3.11, no --docker) and a Python 3.9
 #      compile check of the code that runs on nodes
 #   5. the collection's unit tests
-#   6. every Molecule scenario: base, agent, receiver, fleet
+#   6. every Molecule scenario: base, agent, receiver, fleet, rollout, ssh_access
 # Prints how long each step took. Usage: molecule/scripts/ci.sh [scenario ...]
 # Env: BEAM_CI_LOGS (default: a new /tmp/beam-ci-logs.XXXXXX) keeps each step's full output.
 set -euo pipefail
@@ -15,7 +15,7 @@ REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 COLLECTION="$REPO/collections/ansible_collections/beam/fleet"
 LOGS="${BEAM_CI_LOGS:-$(mktemp -d /tmp/beam-ci-logs.XXXXXX)}"
 SCENARIOS=("$@")
-[ "${#SCENARIOS[@]}" -eq 0 ] && SCENARIOS=(base agent receiver fleet)
+[ "${#SCENARIOS[@]}" -eq 0 ] && SCENARIOS=(base agent receiver fleet rollout ssh_access)
 mkdir -p "$LOGS"
 cd "$REPO"
 
