@@ -37,7 +37,7 @@ def playbook(name, *args):
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT, env=env, check=False)
     result.seconds = time.monotonic() - started
-    print(f"$ {' '.join(command)}  ({result.seconds:.0f} s)\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+    print(f"$ {' '.join(command)}  ({result.seconds:.0f} s)\n{result.stdout[-2500:]}\n{result.stderr[-1500:]}")
     return result
 
 
@@ -207,3 +207,25 @@ def test_every_agent_lost_nothing_through_all_of_it(host):
     for name in AGENTS:
         assert_no_gap(host, name)
 
+
+
+def test_an_unreachable_node_counts_against_the_budget():
+    """a4 is down: with max_failed_nodes=1 the rollout goes on and reports it; with 0 it stops."""
+    subprocess.run(["docker", "stop", "--time", "5", "beam-mol-rollout-a4"], check=True, capture_output=True)
+    try:
+        result = playbook("rollout.yml", "-e", "beam_version=1.1.0", "-e", "max_failed_nodes=1")
+        report = latest_report("agent", "1.1.0")
+        by_node = {node["node"]: node for node in report["nodes"]}
+        assert by_node["beam-mol-rollout-a4"]["result"] == "unreachable"
+        assert report["failed"] == ["beam-mol-rollout-a4"]
+        assert report["result"] == "completed within the failure budget", report["summary"]
+        assert by_node["beam-mol-rollout-a2"]["result"] == "passed"
+        assert release_record("beam-mol-rollout-a2")["active"] == "1.1.0"
+        assert "unreachable" in result.stdout
+
+        stopped = playbook("rollout.yml", "-e", "beam_version=1.1.0")
+        assert stopped.returncode != 0
+        assert "1 node(s) failed (budget 0)" in stopped.stdout + stopped.stderr
+        assert latest_report("agent", "1.1.0")["result"] == "stopped"
+    finally:
+        subprocess.run(["docker", "start", "beam-mol-rollout-a4"], check=False, capture_output=True)
