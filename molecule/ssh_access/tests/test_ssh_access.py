@@ -247,7 +247,7 @@ def test_rotation_leaves_every_node_on_the_new_key_only():
 
 PIN = """
 mkdir -p /etc/ssh/pinned
-cp ~beam-ops/.ssh/authorized_keys /etc/ssh/pinned/beam-ops
+cp ~beam-ops/.ssh/authorized_keys /etc/ssh/pinned/beam-ops && chmod 0644 /etc/ssh/pinned/beam-ops  # sshd reads it as beam-ops
 echo 'AuthorizedKeysFile /etc/ssh/pinned/%u .ssh/authorized_keys_not_read' > /etc/ssh/sshd_config.d/99-test-pin.conf
 sshd -t && systemctl reload ssh.service
 """
