@@ -63,6 +63,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -252,14 +253,15 @@ class Event:
     agent: SimAgent = field(compare=False)
 
 
-def make_reading(agent: SimAgent, rng: random.Random) -> Reading:
+def make_reading(agent: SimAgent, rng: random.Random, age_s: float = 0.0) -> Reading:
     payload = {
         "cps": rng.randint(0, 5),
         "cpm": rng.randint(20, 60),
         "usv_per_hr": round(rng.uniform(0.1, 0.4), 3),
         "mode": "SLOW",
     }
-    return Reading(agent.config.device_id, "geiger", "mightyohm", payload, utc_now())
+    moment = utc_now() - timedelta(seconds=age_s)
+    return Reading(agent.config.device_id, "geiger", "mightyohm", payload, moment)
 
 
 def run_worker(spec: dict[str, Any], go: Any, ready: Any, results: Any) -> None:
@@ -300,8 +302,9 @@ def simulate(spec: dict[str, Any], go: Any, ready: Any) -> dict[str, Any]:
     go.wait()
 
     rate: float = spec["rate"]
-    period = max(1.0 / rate, WRITE_LINGER_S)
+    period = spec["enqueue_every_s"] or max(1.0 / rate, WRITE_LINGER_S)
     per_enqueue = max(1, round(rate * period))
+    spacing = period / per_enqueue
     push_s = interval_ms / 1000.0
     heartbeat_s: float = spec["heartbeat_s"]
     start = time.monotonic()
@@ -328,7 +331,10 @@ def simulate(spec: dict[str, Any], go: Any, ready: Any) -> dict[str, Any]:
         now = time.monotonic()
         try:
             if event.kind == "enqueue":
-                readings = [make_reading(agent, rng) for _ in range(per_enqueue)]
+                readings = [
+                    make_reading(agent, rng, (per_enqueue - 1 - k) * spacing)
+                    for k in range(per_enqueue)
+                ]
                 agent.queue.enqueue(readings)
                 agent.enqueued += len(readings)
                 if event.due + period < window_end:
@@ -433,13 +439,17 @@ def simulate(spec: dict[str, Any], go: Any, ready: Any) -> dict[str, Any]:
 # -- one step of the ramp ------------------------------------------------------------------
 
 
-def profile_receiver(receiver: Receiver, seconds: float, directory: Path) -> list[Path]:
-    """py-spy record of every gunicorn worker for `seconds`, collapsed stacks."""
-    outputs = []
+def profile_receiver(
+    receiver: Receiver, seconds: float, directory: Path
+) -> tuple[list[Path], list[Path]]:
+    """py-spy record of every gunicorn worker for `seconds`, collapsed stacks: once of
+    every thread not sleeping (wall time, so fsync and lock waits show) and once of only
+    the thread holding the GIL (--gil: where the CPU in Python goes)."""
+    outputs: list[Path] = []
     procs = []
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    for pid in receiver.workers():
-        output = directory / f"py-spy-{pid}.txt"
+    for pid, gil in itertools.product(receiver.workers(), ("", "--gil")):
+        output = directory / f"py-spy-{pid}{gil}.txt"
         procs.append(
             subprocess.Popen(
                 [
@@ -454,6 +464,7 @@ def profile_receiver(receiver: Receiver, seconds: float, directory: Path) -> lis
                     "--format",
                     "raw",
                     "--nonblocking",
+                    *([gil] if gil else []),
                     "--output",
                     str(output),
                 ],
@@ -464,7 +475,8 @@ def profile_receiver(receiver: Receiver, seconds: float, directory: Path) -> lis
         outputs.append(output)
     for proc in procs:
         proc.wait()
-    return [output for output in outputs if output.exists()]
+    found = [output for output in outputs if output.exists()]
+    return [p for p in found if "--gil" not in p.name], [p for p in found if "--gil" in p.name]
 
 
 def run_step(
@@ -501,6 +513,7 @@ def run_step_in(
                     "seconds": args.seconds,
                     "drain_s": args.drain_s,
                     "pool": args.pool,
+                    "enqueue_every_s": args.enqueue_every_s,
                     "queue_dir": queues,
                 }
                 process = context.Process(target=run_worker, args=(spec, go, ready, results))
@@ -517,7 +530,7 @@ def run_step_in(
             cpu_sim = cpu_seconds(simulator)
             go.set()
             started = time.monotonic()
-            profiles: list[Path] = []
+            profiles: tuple[list[Path], list[Path]] = ([], [])
             if profile:
                 time.sleep(min(5.0, args.seconds / 4))  # past the start-up ripple
                 profiles = profile_receiver(
@@ -534,7 +547,13 @@ def run_step_in(
             errors = [r["error"] for r in reports if "error" in r]
             if errors:
                 raise SystemExit(f"a simulator process failed: {errors[0]}")
-            profile_text = summarize_profiles(profiles) if profiles else ""
+            profile_text = ""
+            if profiles[0]:
+                profile_text += "threads not sleeping (wall time):\n"
+                profile_text += summarize_profiles(profiles[0])
+            if profiles[1]:
+                profile_text += "\nthe thread holding the GIL (CPU in Python, py-spy --gil):\n"
+                profile_text += summarize_profiles(profiles[1])
         finally:
             for process in processes:
                 if process.is_alive():
@@ -611,7 +630,10 @@ PARTS = {
     "JSON parse of the body": ("read_json_body",),
     "validation of readings": ("parse_readings", "reading_items"),
     "Prometheus metrics": ("prometheus_client",),
-    "request log": ("requestlog",),
+    "request log (JSON line, logging)": ("requestlog", "logging/__init__"),
+    "Flask-Login and the session cookie": ("flask_login", "flask/sessions"),
+    "JSON encode of the answer": ("json/encoder",),
+    "tokens file / node list stat() per request": ("reloading.py",),
     "Flask/werkzeug routing and response": ("full_dispatch_request", "wsgi_app"),
     "gunicorn (accept, parse, keep-alive)": ("gunicorn/workers", "gunicorn/http"),
 }
@@ -621,6 +643,7 @@ def summarize_profiles(paths: list[Path]) -> str:
     """Own time per function and time inside a few parts, from py-spy's collapsed stacks."""
     own: Counter[str] = Counter()
     inside: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     total = 0
     idle = 0
     for path in paths:
@@ -636,6 +659,9 @@ def summarize_profiles(paths: list[Path]) -> str:
                 continue
             total += count
             own[leaf] += count
+            for frame in set(frames):
+                if "beam_receiver/" in frame:
+                    inclusive[frame] += count
             for part, needles in PARTS.items():
                 if any(any(needle in frame for needle in needles) for frame in frames):
                     inside[part] += count
@@ -645,8 +671,11 @@ def summarize_profiles(paths: list[Path]) -> str:
     for part, count in inside.most_common():
         lines.append(f"  {100 * count / total:5.1f}%  {part}")
     lines.append("own time, top functions:")
-    for leaf, count in own.most_common(15):
+    for leaf, count in own.most_common(12):
         lines.append(f"  {100 * count / total:5.1f}%  {leaf}")
+    lines.append("inclusive time, beam_receiver lines:")
+    for frame, count in inclusive.most_common(12):
+        lines.append(f"  {100 * count / total:5.1f}%  {frame}")
     return "\n".join(lines)
 
 
@@ -686,6 +715,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="window of each step")
     parser.add_argument("--drain-s", type=float, default=120.0, help="final drain, at most")
     parser.add_argument("--heartbeat-s", type=float, default=30.0)
+    parser.add_argument(
+        "--enqueue-every-s",
+        type=float,
+        default=0.0,
+        help="group a node's readings into one enqueue every this many s (default: each"
+        " reading on its own, as the agent at 1 Hz); the receiver sees the same batches as"
+        " long as this is no longer than the push interval, the simulator spends less CPU",
+    )
     parser.add_argument("--processes", type=int, default=2, help="simulator processes")
     parser.add_argument("--pool", type=int, default=64, help="threads per simulator process")
     parser.add_argument("--workers", type=int, default=2, help="receiver gunicorn workers")
