@@ -156,8 +156,9 @@ def start_receiver(directory: Path, nodes: int, args: argparse.Namespace) -> Rec
     command = Path(sys.executable).parent / "beam-receiver"
     argv = [str(command)] if command.exists() else [sys.executable, "-m", "beam_receiver"]
     log = directory / "receiver.log"
+    pin = ["taskset", "-c", ",".join(map(str, args.receiver_cpus))] if args.receiver_cpus else []
     process = subprocess.Popen(
-        [*argv, "serve", "--config", str(config)],
+        [*pin, *argv, "serve", "--config", str(config)],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -274,6 +275,8 @@ def run_worker(spec: dict[str, Any], go: Any, ready: Any, results: Any) -> None:
 
 
 def simulate(spec: dict[str, Any], go: Any, ready: Any) -> dict[str, Any]:
+    if spec["cpus"]:
+        os.sched_setaffinity(0, spec["cpus"])
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     rng = random.Random(spec["first"])
@@ -514,6 +517,7 @@ def run_step_in(
                     "drain_s": args.drain_s,
                     "pool": args.pool,
                     "enqueue_every_s": args.enqueue_every_s,
+                    "cpus": args.simulator_cpus,
                     "queue_dir": queues,
                 }
                 process = context.Process(target=run_worker, args=(spec, go, ready, results))
@@ -728,6 +732,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="receiver gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="receiver threads per worker")
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument(
+        "--receiver-cpus", type=int_list, default=[], help="pin the receiver (taskset), e.g. 0"
+    )
+    parser.add_argument(
+        "--simulator-cpus", type=int_list, default=[], help="pin the simulator, e.g. 1"
+    )
     parser.add_argument("--queue-dir", default="/dev/shm" if Path("/dev/shm").is_dir() else None)
     parser.add_argument("--profile", action="store_true", help="py-spy on the last step")
     parser.add_argument("--stop-after-failure", action="store_true")
@@ -744,7 +754,8 @@ def main() -> int:
         f" synchronous={args.synchronous}; simulator: {args.processes} processes x"
         f" {args.pool} threads, queues in {args.queue_dir or tempfile.gettempdir()};"
         f" {args.rate:g} reading/s per node, heartbeat every {args.heartbeat_s:g} s,"
-        f" {args.seconds:g} s per step",
+        f" {args.seconds:g} s per step; CPUs: receiver {args.receiver_cpus or 'any'},"
+        f" simulator {args.simulator_cpus or 'any'}",
         flush=True,
     )
     steps: list[dict[str, Any]] = []
