@@ -242,6 +242,7 @@ class SimAgent:
     pusher: Pusher
     started_at: float
     enqueued: int = 0
+    enqueuing: bool = True  # an enqueue is still to come (the drain waits for it)
     registered: bool = False
     pushing: bool = False
 
@@ -342,6 +343,8 @@ def simulate(spec: dict[str, Any], go: Any, ready: Any) -> dict[str, Any]:
                 agent.enqueued += len(readings)
                 if event.due + period < window_end:
                     schedule(event.due + period, "enqueue", agent)
+                else:
+                    agent.enqueuing = False
             elif event.kind == "register":
                 outcome = agent.client.post_json(
                     "/api/nodes/register", registration(agent.config, "127.0.0.1")
@@ -366,11 +369,13 @@ def simulate(spec: dict[str, Any], go: Any, ready: Any) -> dict[str, Any]:
                 after = time.monotonic()
                 if after < window_end:
                     schedule(after + delay, "push", agent)
-                elif after < drain_end and agent.queue.depth():
-                    # The final drain: at once while readings are left, unless backing off.
+                elif after < drain_end and (agent.queue.depth() or agent.enqueuing):
+                    # The final drain: at once while readings are left, unless backing off
+                    # (or waiting for a late enqueue, when the simulator runs behind).
                     result = agent.pusher.last_result
                     failed = result is None or result.failure is not None
-                    schedule(after + (delay if failed else 0.0), "push", agent)
+                    wait = delay if failed or not agent.queue.depth() else 0.0
+                    schedule(after + wait, "push", agent)
         finally:
             with wake:
                 pending[0] -= 1
