@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: help venv browser lint typecheck unit test test-py39 ansible lab lab-down demo bench release clean
+.PHONY: help venv browser lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim release clean
 
 help:
 	@echo "make lab      bring up the lab fleet (a receiver and three agents in systemd containers)"
@@ -17,6 +17,7 @@ help:
 	@echo "make ansible  ansible-lint, ansible-test sanity, unit tests and every Molecule scenario"
 	@echo "make demo     a receiver and an agent as plain processes on this machine (no Docker)"
 	@echo "make bench    print the agent's and the receiver's benchmark figures"
+	@echo "make fleet-sim  thousands of simulated agents against one receiver (docs/evidence.md)"
 	@echo "make release [VERSION=x.y.z]  build a release into dist/releases for playbooks/rollout.yml"
 
 $(STAMP): pyproject.toml
@@ -81,6 +82,10 @@ demo: $(STAMP)
 release: $(STAMP)
 	$(BIN)/python collections/ansible_collections/beam/fleet/roles/wheelhouse/files/build_release.py \
 	  --source . --catalog dist/releases $(if $(VERSION),--version $(VERSION))
+
+# Simulated agents (the agent's own queue and push code) against one real receiver.
+fleet-sim: $(STAMP)
+	$(BIN)/python bench/fleet_sim.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/agent_bench.py
