@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +40,32 @@ def unit_exposure(host, unit: str) -> float:
     match = EXPOSURE.search(result.stdout)
     assert match, result.stdout
     return float(match.group(1))
+
+
+EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
+HTTP_GET = r"""
+import json, sys, urllib.request
+request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+with urllib.request.urlopen(request, timeout=10) as answer:
+    print(answer.read().decode())
+"""
+
+
+def operator_get(host, path):
+    """GET a receiver API path on the receiver node with the scenario's operator token."""
+    token = (EPHEMERAL / "secrets" / "operators" / "ops").read_text().strip()
+    result = host.run("python3 -c %s %s %s", HTTP_GET, "http://127.0.0.1:8000" + path, token)
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def stored_seqs(host, device_id):
+    """Every seq the receiver stored for a device, in stored order, all pages."""
+    seqs, after = [], None
+    while True:
+        query = f"/api/readings?device_id={device_id}&limit=1000"
+        page = operator_get(host, query + (f"&after={after}" if after else ""))
+        seqs.extend(row["seq"] for row in page["readings"])
+        after = page.get("next")
+        if not after:
+            return seqs

@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import MAX_EXPOSURE, unit_exposure
+from conftest import MAX_EXPOSURE, operator_get, stored_seqs, unit_exposure
 
 AGENTS = {
     "beam-mol-fleet-a1": "beam-mol-fleet-a1",
@@ -16,23 +16,7 @@ AGENTS = {
 RECEIVER = "beam-mol-fleet-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
 
-EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
-
-HTTP_GET = r"""
-import json, sys, urllib.request
-request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
-with urllib.request.urlopen(request, timeout=10) as answer:
-    print(answer.read().decode())
-"""
-
-
-def operator_get(host, path):
-    token = (EPHEMERAL / "secrets" / "operators" / "ops").read_text().strip()
-    result = host.run("python3 -c %s %s %s", HTTP_GET, "http://127.0.0.1:8000" + path, token)
-    assert result.rc == 0, result.stderr
-    return json.loads(result.stdout)
-
 
 def wait_for(read, done, timeout_s=90.0, every_s=2.0):
     """Read until done(value) holds or time runs out; generous for a loaded 2-core machine."""
@@ -58,14 +42,7 @@ def test_every_agent_delivered_readings(host):
 def test_no_gap_in_any_agents_seq(host):
     """The agents push in seq order and lose nothing: the receiver holds seq 1..N, once each."""
     for device_id in AGENTS.values():
-        seqs, after = [], None
-        while True:
-            query = f"/api/readings?device_id={device_id}&limit=1000"
-            page = operator_get(host, query + (f"&after={after}" if after else ""))
-            seqs.extend(row["seq"] for row in page["readings"])
-            after = page.get("next")
-            if not after:
-                break
+        seqs = stored_seqs(host, device_id)
         assert seqs, device_id
         assert sorted(seqs) == list(range(1, max(seqs) + 1)), device_id
 

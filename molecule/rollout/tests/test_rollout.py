@@ -11,20 +11,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from conftest import EPHEMERAL, operator_get, stored_seqs
+
 AGENTS = [f"beam-mol-rollout-a{i}" for i in range(1, 5)]  # inventory order: a1 is the canary
 RECEIVER = "beam-mol-rollout-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
 
-EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
 REPORTS = EPHEMERAL / "reports"
-
-HTTP_GET = r"""
-import json, sys, urllib.request
-request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
-with urllib.request.urlopen(request, timeout=10) as answer:
-    print(answer.read().decode())
-"""
 
 
 def playbook(name, *args):
@@ -65,24 +59,6 @@ def latest_report(component, version):
     reports = sorted(REPORTS.glob(f"*-{component}-{version}.json"))
     assert reports, f"no rollout record for {component} {version} in {REPORTS}"
     return json.loads(reports[-1].read_text())
-
-
-def operator_get(host, path):
-    token = (EPHEMERAL / "secrets" / "operators" / "ops").read_text().strip()
-    result = host.run("python3 -c %s %s %s", HTTP_GET, "http://127.0.0.1:8000" + path, token)
-    assert result.rc == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def stored_seqs(host, device_id):
-    seqs, after = [], None
-    while True:
-        query = f"/api/readings?device_id={device_id}&limit=1000"
-        page = operator_get(host, query + (f"&after={after}" if after else ""))
-        seqs.extend(row["seq"] for row in page["readings"])
-        after = page.get("next")
-        if not after:
-            return seqs
 
 
 def assert_no_gap(host, device_id):

@@ -148,6 +148,15 @@ def key_line(key):
     return text
 
 
+def read_text_file(path):
+    """A file's text, or None when it is missing or unreadable (an account without keys)."""
+    try:
+        with open(path, "r") as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
 def read_authorized_keys(text):
     """Keys of an authorized_keys file's text: (keys, problems); each key has its line number."""
     keys = []

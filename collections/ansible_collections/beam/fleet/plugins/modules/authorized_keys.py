@@ -120,15 +120,8 @@ from ansible_collections.beam.fleet.plugins.module_utils.ssh_keys import (
     key_line,
     parse_key,
     read_authorized_keys,
+    read_text_file,
 )
-
-
-def _read(path):
-    try:
-        with open(path, "r") as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
 
 
 def plan(params, account):
@@ -150,9 +143,9 @@ def plan(params, account):
             "refusing to leave %s with no authorized key (allow_empty=false): it would lock the "
             "account out" % params["user"]
         )
-    before = _read(path)
+    before = read_text_file(path)
     extra_path = os.path.join(home, ".ssh", "authorized_keys2") if not params["path"] else None
-    extra_before = _read(extra_path) if extra_path else None
+    extra_before = read_text_file(extra_path) if extra_path else None
     before_keys = read_authorized_keys(before or "")[0] + read_authorized_keys(extra_before or "")[0]
     before_prints = [k["fingerprint"] for k in before_keys]
     after = None

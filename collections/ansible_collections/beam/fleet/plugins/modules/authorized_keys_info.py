@@ -121,15 +121,8 @@ from ansible_collections.beam.fleet.plugins.module_utils.ssh_keys import (
     parse_key,
     parse_sshd_authorized_keys_file,
     read_authorized_keys,
+    read_text_file,
 )
-
-
-def _read(path):
-    try:
-        with open(path, "r") as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
 
 
 def known_index(known_keys):
@@ -156,7 +149,7 @@ def known_index(known_keys):
     return index, problems
 
 
-def audit(accounts, patterns, known_keys, read=_read):
+def audit(accounts, patterns, known_keys, read=read_text_file):
     """The report for (name, home) accounts; read(path) returns a file's text or None."""
     index, problems = known_index(known_keys)
     report = {}
