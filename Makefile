@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: help venv browser lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim release clean
+.PHONY: help venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim release clean
 
 help:
 	@echo "make lab      bring up the lab fleet (a receiver and three agents in systemd containers)"
@@ -42,7 +42,14 @@ browser:
 	    apt-get update -qq && apt-get install -y -qq chromium fonts-liberation >/dev/null; \
 	  else echo "install Chromium (Debian: apt-get install chromium) for the browser test" >&2; exit 1; fi; }
 
-unit: $(STAMP) browser
+# The clock-step fault test runs the agent under Debian's libfaketime.
+faketime:
+	@command -v faketime >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq faketime >/dev/null; \
+	  else echo "install libfaketime (Debian: apt-get install faketime) for the clock-step fault test" >&2; exit 1; fi; }
+
+unit: $(STAMP) browser faketime
 	$(BIN)/pytest -q
 
 # The agent must run on Raspberry Pi OS bullseye's Python 3.9: run its tests there too.
