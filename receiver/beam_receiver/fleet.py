@@ -16,6 +16,15 @@ from beam_receiver.status import node_status
 from beam_receiver.timestamps import format_ms
 
 
+def reported_count(metrics: Mapping[str, Any], name: str) -> Optional[int]:
+    """A counter from the heartbeat's free-form metrics, or None when it is absent or not
+    a count (metrics are the node's to fill; a bad value must not break the fleet view)."""
+    value = metrics.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
 def summarize_node(
     node_id: str,
     row: Optional[Mapping[str, Any]],
@@ -38,6 +47,7 @@ def summarize_node(
         tags.update(expected.tags)
         role = expected.role if expected.role is not None else role
     registered_at_ms = reported.get("registered_at_ms")
+    metrics = reported.get("metrics") or {}
     return {
         "node_id": node_id,
         "role": role,
@@ -50,13 +60,16 @@ def summarize_node(
         "last_heartbeat_timestamp": reported.get("last_heartbeat_timestamp"),
         "software_version": reported.get("software_version"),
         "queue_depth": reported.get("queue_depth"),
+        # Readings the node's full queue deleted before delivery (its `dropped` counter):
+        # they will never arrive, so the operator must see how many.
+        "dropped": reported_count(metrics, "dropped"),
         "hostname": reported.get("hostname"),
         "ip_address": reported.get("ip_address"),
         "tags": tags,
         "uptime_seconds": reported.get("uptime_seconds"),
         "protocol_version": reported.get("protocol_version"),
         "registered_at": format_ms(registered_at_ms) if registered_at_ms is not None else None,
-        "metrics": reported.get("metrics") or {},
+        "metrics": metrics,
     }
 
 

@@ -243,13 +243,14 @@ def test_fleet_table_lists_expected_and_unexpected_nodes(client: FlaskClient) ->
     first = rows["beamrider-0001"]["text"]
     assert first[:3] == ["beamrider-0001", "geiger", "Online"]
     assert re.fullmatch(r"\d+ s ago", first[3])
-    assert first[4:] == ["1.4.2", "17"]
+    assert first[4:] == ["1.4.2", "17", "—"]  # no `dropped` in this heartbeat
     assert rows["beamrider-0002"]["status"] == "offline"
     assert rows["beamrider-0002"]["text"] == [
         "beamrider-0002",
         "weather",
         "Offline",
         "never",
+        "—",
         "—",
         "—",
     ]
@@ -260,7 +261,11 @@ def test_fleet_table_lists_expected_and_unexpected_nodes(client: FlaskClient) ->
 def test_fleet_table_cells_follow_the_api(client: FlaskClient) -> None:
     """The table shows what GET /api/nodes says, field for field."""
     send_heartbeat(
-        client, "beamrider-0001", ago_s=0, software_version="2.0.0", metrics={"queue_depth": 3}
+        client,
+        "beamrider-0001",
+        ago_s=0,
+        software_version="2.0.0",
+        metrics={"queue_depth": 3, "dropped": 12},
     )
     log_in(client)
     api = {node["node_id"]: node for node in client.get("/api/nodes").get_json()["nodes"]}
@@ -272,6 +277,29 @@ def test_fleet_table_cells_follow_the_api(client: FlaskClient) -> None:
         assert text[1] == (node["role"] or "—")
         assert text[4] == (node["software_version"] or "—")
         assert text[5] == ("—" if node["queue_depth"] is None else str(node["queue_depth"]))
+        assert text[6] == ("—" if node["dropped"] is None else str(node["dropped"]))
+
+
+def test_dropped_readings_show_in_the_api_the_table_and_the_node_page(
+    client: FlaskClient,
+) -> None:
+    """The agent's `dropped` counter from the last heartbeat: what an outage cost for good."""
+    send_heartbeat(client, "beamrider-0001", ago_s=0, metrics={"queue_depth": 9, "dropped": 4})
+    send_heartbeat(client, "beamrider-0001", ago_s=0, metrics={"queue_depth": 0, "dropped": 1234})
+    for node_id, junk in (("beamrider-0002", True), ("stray-0009", -3)):
+        send_heartbeat(client, node_id, ago_s=0, metrics={"dropped": junk})
+    log_in(client)
+    api = {node["node_id"]: node for node in client.get("/api/nodes").get_json()["nodes"]}
+    assert api["beamrider-0001"]["dropped"] == 1234  # the latest heartbeat's, not a sum
+    assert client.get("/api/nodes/beamrider-0001").get_json()["dropped"] == 1234
+    assert api["beamrider-0002"]["dropped"] is None  # not a count: not shown as one
+    assert api["stray-0009"]["dropped"] is None
+    assert api["beamrider-0003"]["dropped"] is None  # never reported
+    rows = parse(client.get("/").get_data(as_text=True)).rows
+    assert rows["beamrider-0001"]["text"][6] == "1234"
+    assert rows["beamrider-0002"]["text"][6] == "—"
+    html = client.get("/nodes/beamrider-0001").get_data(as_text=True)
+    assert re.search(r'<dd id="node-dropped">1234</dd>', html)
 
 
 def test_everything_a_node_sends_is_escaped(client: FlaskClient) -> None:
