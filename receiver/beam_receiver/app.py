@@ -15,6 +15,7 @@ from beam_receiver.metrics import ReceiverMetrics
 from beam_receiver.reloading import ReloadingFile
 from beam_receiver.requestlog import init_request_logging
 from beam_receiver.secret_key import load_or_create_secret_key
+from beam_receiver.sessions import CookieSessions
 from beam_receiver.state import EXTENSION_KEY, ReceiverState
 from beam_receiver.storage import Database
 
@@ -35,6 +36,7 @@ def create_app(config: ReceiverConfig) -> Flask:
     )
 
     app = Flask(__name__)
+    app.session_interface = CookieSessions()
     app.config.update(
         SECRET_KEY=load_or_create_secret_key(config.secret_key_path),
         MAX_CONTENT_LENGTH=config.max_body_bytes,

@@ -55,6 +55,22 @@ def test_identify_token_finds_devices_and_operators() -> None:
     assert identify_token(credentials, "") is None
 
 
+def test_a_hash_listed_as_device_and_operator_identifies_the_device() -> None:
+    """The narrower right wins: the token may write its device's data, not read the fleet."""
+    shared = hash_token("shared")[7:]
+    credentials = Credentials(devices={"node-1": shared}, operators={"ops": shared})
+    caller = identify_token(credentials, "shared")
+    assert caller is not None and (caller.kind, caller.name) == ("device", "node-1")
+
+
+def test_api_calls_without_a_cookie_get_no_session(
+    receiver: Receiver, make_reading: Callable[..., dict[str, Any]]
+) -> None:
+    response = receiver.post_readings(make_reading(1))
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+
+
 def test_rewritten_tokens_file_takes_effect_without_restart(
     receiver: Receiver, make_reading: Callable[..., dict[str, Any]]
 ) -> None:
