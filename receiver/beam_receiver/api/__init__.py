@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from beam_receiver.api import analytics, health, metrics, nodes, readings, telemetry
+from beam_receiver.api import analytics, collectd, health, metrics, nodes, readings, telemetry
 
 
 def register_api(app: Flask) -> None:
-    for module in (readings, telemetry, nodes, analytics, health, metrics):
+    for module in (readings, telemetry, nodes, analytics, health, metrics, collectd):
         app.register_blueprint(module.bp)
