@@ -34,6 +34,10 @@ stored seqs must be exactly 1..last_seq of that device's queue (stored once, non
 A step "holds" when every reading was stored exactly once, the backlog at the end of the
 window is no more than two push intervals' worth, and POST p99 < 1 s.
 
+--baseline DIR runs every step twice, alternating, once against a receiver imported from
+DIR/receiver (a checkout of an earlier commit: `git worktree add /tmp/beam-baseline <rev>`)
+and once against this tree's, so a change's gain is a ratio measured in one run.
+
 --profile samples the receiver's gunicorn workers with py-spy during the last step and
 prints where their time goes (own time per function, and time inside a few chosen parts).
 
@@ -157,10 +161,14 @@ def start_receiver(directory: Path, nodes: int, args: argparse.Namespace) -> Rec
     argv = [str(command)] if command.exists() else [sys.executable, "-m", "beam_receiver"]
     log = directory / "receiver.log"
     pin = ["taskset", "-c", ",".join(map(str, args.receiver_cpus))] if args.receiver_cpus else []
+    env = dict(os.environ)
+    if args.receiver_src:
+        env["PYTHONPATH"] = str(Path(args.receiver_src) / "receiver")
     process = subprocess.Popen(
         [*pin, *argv, "serve", "--config", str(config)],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -596,6 +604,7 @@ def run_step_in(
     exactly_once = not wrong and sum(r["depth_after_drain"] for r in reports) == 0
     p99 = percentile(push, 0.99)
     step = {
+        "receiver": "baseline" if args.receiver_src else "this tree",
         "nodes": nodes,
         "push_interval_s": push_s,
         "rate_per_node": args.rate,
@@ -697,14 +706,15 @@ def int_list(text: str) -> list[int]:
 
 def print_table(steps: list[dict[str, Any]]) -> None:
     header = (
-        f"{'nodes':>6} {'push s':>6} {'offered/s':>9} {'stored/s':>9} {'POST/s':>7}"
+        f"{'receiver':>9} {'nodes':>6} {'push s':>6} {'offered/s':>9} {'stored/s':>9} {'POST/s':>7}"
         f" {'p50 ms':>7} {'p99 ms':>7} {'lag p99':>8} {'net':>5} {'5xx':>5} {'429':>4}"
         f" {'queued':>7} {'rcv CPU':>7} {'sim CPU':>7} {'once':>5} {'holds':>5}"
     )
     print(header)
     for s in steps:
         print(
-            f"{s['nodes']:>6} {s['push_interval_s']:>6g} {s['offered_per_s']:>9,.0f}"
+            f"{s['receiver']:>9} {s['nodes']:>6} {s['push_interval_s']:>6g}"
+            f" {s['offered_per_s']:>9,.0f}"
             f" {s['stored_per_s']:>9,.0f} {s['posts_per_s']:>7,.0f} {s['push_p50_ms']:>7.1f}"
             f" {s['push_p99_ms']:>7.1f} {s['schedule_lag_p99_ms']:>8.1f}"
             f" {s['errors_network']:>5} {s['errors_5xx']:>5} {s['errors_429']:>4}"
@@ -748,7 +758,13 @@ def main() -> int:
     parser.add_argument("--stop-after-failure", action="store_true")
     parser.add_argument("--keep-logs", help="copy each step's receiver log into this folder")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument(
+        "--baseline",
+        help="a checkout of an earlier commit: run every step against its receiver too",
+    )
     args = parser.parse_args()
+    if args.baseline and not (Path(args.baseline) / "receiver" / "beam_receiver").is_dir():
+        parser.error(f"--baseline {args.baseline}: no receiver/beam_receiver there")
 
     print(
         f"beam-fleet fleet simulator: agent {agent_version}, receiver {receiver_version},"
@@ -764,10 +780,13 @@ def main() -> int:
         flush=True,
     )
     steps: list[dict[str, Any]] = []
-    plan = [(n, i) for i in args.push_interval_ms for n in args.nodes]
-    for number, (nodes, interval) in enumerate(plan):
+    sources = [args.baseline, None] if args.baseline else [None]
+    plan = [(n, i, src) for i in args.push_interval_ms for n in args.nodes for src in sources]
+    for number, (nodes, interval, source) in enumerate(plan):
         profile = args.profile and number == len(plan) - 1
-        print(f"\n-- {nodes} nodes, push every {interval / 1000:g} s ...", flush=True)
+        args.receiver_src = source
+        which = f" (receiver from {source})" if source else ""
+        print(f"\n-- {nodes} nodes, push every {interval / 1000:g} s{which} ...", flush=True)
         step = run_step(nodes, interval, args, profile)
         steps.append(step)
         print_table([step])
@@ -791,12 +810,34 @@ def main() -> int:
     print("\nsummary:")
     print_table(steps)
     for interval in args.push_interval_ms:
-        held = [s["nodes"] for s in steps if s["push_interval_s"] * 1000 == interval and s["holds"]]
-        best = max(held) if held else None
-        print(
-            f"largest fleet that held (all stored once, p99 < 1 s) with {interval / 1000:g} s"
-            f" pushes: {best if best is not None else 'none of the steps'}"
-        )
+        for receiver in sorted({s["receiver"] for s in steps}):
+            held = [
+                s["nodes"]
+                for s in steps
+                if s["push_interval_s"] * 1000 == interval
+                and s["holds"]
+                and s["receiver"] == receiver
+            ]
+            best = max(held) if held else None
+            print(
+                f"{receiver}: largest fleet that held (all stored once, p99 < 1 s) with"
+                f" {interval / 1000:g} s pushes: {best or 'none of the steps'}"
+            )
+    if args.baseline:
+        for now in (s for s in steps if s["receiver"] == "this tree"):
+            before = next(
+                b
+                for b in steps
+                if b["receiver"] == "baseline"
+                and (b["nodes"], b["push_interval_s"]) == (now["nodes"], now["push_interval_s"])
+            )
+            gain = before["receiver_cpu_ms_per_post"] / max(0.001, now["receiver_cpu_ms_per_post"])
+            print(
+                f"{now['nodes']} nodes, {now['push_interval_s']:g} s pushes: receiver CPU per"
+                f" POST {before['receiver_cpu_ms_per_post']} -> {now['receiver_cpu_ms_per_post']}"
+                f" ms (x{gain:.2f} less), p99 {before['push_p99_ms']:.0f}"
+                f" -> {now['push_p99_ms']:.0f} ms"
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         print(json.dumps(steps, indent=2))
