@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: help venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim release clean
+.PHONY: help venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare release clean
 
 help:
 	@echo "make lab      bring up the lab fleet (a receiver and three agents in systemd containers)"
@@ -18,6 +18,7 @@ help:
 	@echo "make demo     a receiver and an agent as plain processes on this machine (no Docker)"
 	@echo "make bench    print the agent's and the receiver's benchmark figures"
 	@echo "make fleet-sim  thousands of simulated agents against one receiver (docs/evidence.md)"
+	@echo "make collectd-compare  beam-agent and collectd side by side: CPU, RSS, a receiver outage"
 	@echo "make release [VERSION=x.y.z]  build a release into dist/releases for playbooks/rollout.yml"
 
 $(STAMP): pyproject.toml
@@ -93,6 +94,10 @@ release: $(STAMP)
 # Simulated agents (the agent's own queue and push code) against one real receiver.
 fleet-sim: $(STAMP)
 	$(BIN)/python bench/fleet_sim.py
+
+# beam-agent beside Debian's collectd (installed with apt when missing, as root), one receiver.
+collectd-compare: $(STAMP)
+	$(BIN)/python bench/collectd_compare.py $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/agent_bench.py
