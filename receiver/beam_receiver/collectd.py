@@ -178,6 +178,10 @@ def _data_sources(
     return None if problems.count > before else sources
 
 
+# 9999-12-31T23:59:59Z: the last second an RFC 3339 timestamp (four-digit year) can name.
+LATEST_TIME_S = 253_402_300_799
+
+
 def _time(
     item: dict[str, Any], problems: Problems, index: int, now: int, max_future_ms: int
 ) -> Optional[int]:
@@ -186,6 +190,10 @@ def _time(
     seconds = _finite(value)
     if seconds is None or seconds < 0:
         problems.add("time", f"must be epoch seconds (a number >= 0), not {value!r:.40}", index)
+        return None
+    # Beyond what a timestamp can say (format_ms would raise), or where * 1000 is infinite.
+    if seconds >= LATEST_TIME_S + 1 or round(seconds * 1000) > LATEST_TIME_S * 1000 + 999:
+        problems.add("time", f"{value!r:.40} is after 9999-12-31T23:59:59.999Z", index)
         return None
     epoch_ms = round(seconds * 1000)
     if epoch_ms > now + max_future_ms:
