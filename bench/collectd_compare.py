@@ -552,9 +552,7 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             "load_after": os.getloadavg(),
             "steady": steady,
             "outage": outage,
-            "collectd_version": subprocess.run([collectd_bin, "-h"], capture_output=True, text=True)
-            .stdout.splitlines()[-3:][0]
-            .strip(),
+            "collectd_version": collectd_version(),
         }
     finally:
         for process in processes.values():
@@ -621,7 +619,7 @@ def print_table(result: dict[str, Any]) -> None:
     print(
         f"collectd logged {outage[COLLECTD]['failed_posts_logged']} failed posts;"
         f" receiver CPU in the steady window: {result['receiver_cpu_s_per_hour']:.0f} s per hour"
-        f" (all three clients); {result['collectd_version']}"
+        f" (all four clients); {result['collectd_version']}"
     )
     for name in names:
         for gap in outage[name]["gaps_elsewhere"]:
