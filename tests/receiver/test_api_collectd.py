@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 from werkzeug.test import TestResponse
 
-from beam_receiver.collectd import LOWEST_SEQ
+from beam_receiver.collectd import ALREADY_STORED, LOWEST_SEQ
 from beam_receiver.timestamps import format_ms
 
 from conftest import DEVICE, OTHER_DEVICE, Receiver, assert_error, sample
@@ -196,13 +196,21 @@ def test_concurrent_posts_never_share_a_seq(receiver: Receiver) -> None:
     assert seqs == list(range(-len(items), 0))
 
 
-def test_lowest_seq_is_an_index_search(receiver: Receiver) -> None:
-    """One probe of the (device_id, seq) index per request, not a scan of the device."""
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        (LOWEST_SEQ, (DEVICE,)),
+        (ALREADY_STORED, (DEVICE, "cpu-0", 1, "collectd", "{}")),
+    ],
+    ids=["lowest seq", "already stored"],
+)
+def test_the_per_request_lookups_are_index_searches(
+    receiver: Receiver, sql: str, params: tuple[Any, ...]
+) -> None:
+    """Probes of the (device_id, seq) and (device_id, sensor, ts_ms) indexes, not scans."""
     connection = receiver.state.database.connection()
-    plan = " ".join(
-        str(row[-1]) for row in connection.execute("EXPLAIN QUERY PLAN " + LOWEST_SEQ, (DEVICE,))
-    )
-    assert "SEARCH" in plan and "INDEX" in plan, plan
+    plan = " ".join(str(row[-1]) for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params))
+    assert "SEARCH" in plan and "INDEX" in plan and "SCAN" not in plan, plan
 
 
 def test_analytics_reads_collectd_fields(receiver: Receiver) -> None:
