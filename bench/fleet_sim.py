@@ -176,9 +176,9 @@ def start_receiver(directory: Path, nodes: int, args: argparse.Namespace) -> Rec
         if process.poll() is not None:
             raise SystemExit(f"the receiver exited: see {log}")
         try:
-            if requests.get(url + "/healthz", timeout=1).ok:
+            if requests.get(url + "/healthz", timeout=5).ok:
                 return Receiver(process, url, directory / "receiver.db", log)
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a worker still starting
             pass
         time.sleep(0.2)
     process.kill()
