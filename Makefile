@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: help venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare release clean
+.PHONY: help venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare deploy-timing release clean
 
 help:
 	@echo "make lab      bring up the lab fleet (a receiver and three agents in systemd containers)"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench    print the agent's and the receiver's benchmark figures"
 	@echo "make fleet-sim  thousands of simulated agents against one receiver (docs/evidence.md)"
 	@echo "make collectd-compare  beam-agent and collectd side by side: CPU, RSS, a receiver outage"
+	@echo "make deploy-timing  site.yml over SSH: the project's ansible.cfg against Ansible's defaults"
 	@echo "make release [VERSION=x.y.z]  build a release into dist/releases for playbooks/rollout.yml"
 
 $(STAMP): pyproject.toml
@@ -98,6 +99,14 @@ fleet-sim: $(STAMP)
 # beam-agent beside Debian's collectd (installed with apt when missing, as root), one receiver.
 collectd-compare: $(STAMP)
 	$(BIN)/python bench/collectd_compare.py $(ARGS)
+
+# site.yml on the lab inventory over SSH, the project's ansible.cfg against Ansible's defaults
+# (fresh nodes, then nothing to change). Hold the Molecule lock while it measures:
+#   flock /tmp/beam-fleet-molecule.lock make deploy-timing
+deploy-timing: $(STAMP)
+	molecule/scripts/ansible-venv.sh >/dev/null
+	molecule/scripts/docker-setup.sh
+	$(BIN)/python bench/deploy_timing.py $(DEPLOY_TIMING_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/agent_bench.py

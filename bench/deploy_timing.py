@@ -1,0 +1,395 @@
+"""beam-fleet deploy timing: prints figures, asserts nothing.
+
+How much does the project's ansible.cfg buy over Ansible's defaults when an operator runs
+`ansible-playbook playbooks/site.yml` on the lab fleet (a receiver and three agents)?
+
+The lab's own containers are reached with the docker connection; a real fleet is reached
+over SSH, where pipelining, forks and fact handling matter. So this bench deploys the lab
+inventory (inventories/lab, unchanged) over real SSH: its own four systemd containers from
+the node image (beam-lab-bench-*, on a docker network beam-lab-bench; never the lab's or
+Molecule's containers), started exactly as molecule/scripts/lab-up.sh starts the lab's, plus
+an override inventory that points each host at its container's address over SSH as the
+automation user with sudo, as inventories/example does.
+
+Each round, for each configuration (their order alternates from round to round, so that a
+change of load on the machine hits both alike):
+  1. fresh containers (the previous ones removed), systemd up;
+  2. untimed bootstrap: playbooks/access.yml over the docker connection, which gives each
+     node the automation user, its key and sudo (what an operator does once per new node
+     with another login, see docs/ssh.md), with the project's ansible.cfg;
+  3. timed: site.yml over SSH on the fresh nodes (access is then already in place; base,
+     receiver and agent are installed from nothing: apt, venvs, wheelhouse, units);
+  4. timed: site.yml over SSH again, with nothing to change (its recap must say changed=0).
+Every timed run gets its own ControlPath directory, so no run inherits another's SSH
+connections.
+
+The configurations, selected only with ANSIBLE_CONFIG (command line and inventory equal):
+  tuned     the project's ansible.cfg;
+  defaults  a cfg holding only collections_path and roles_path (to find beam.fleet and its
+            roles), written to the work directory; the inventory is given with -i to both.
+
+Other inputs are frozen for the whole run: the beam-fleet source (pyproject.toml, agent/,
+receiver/) is copied once to the work directory and the wheelhouse is built from that copy
+(BEAM_FLEET_SOURCE) during the first bootstrap, so neither a concurrent edit of the tree nor
+the one-off PyPI download lands in a timed run.
+
+Needs Docker and the node image (molecule/scripts/docker-setup.sh, run first) and
+.venv-ansible (molecule/scripts/ansible-venv.sh, run first). Hold the Molecule lock while
+measuring: `flock /tmp/beam-fleet-molecule.lock make deploy-timing`.
+
+Run: .venv/bin/python bench/deploy_timing.py [--rounds 2] [--profile] [--keep]
+     [--work-dir build/deploy-timing]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = os.environ.get("BEAM_NODE_IMAGE", "beam-fleet/node:bookworm")
+NETWORK = "beam-lab-bench"
+LABEL = "beam-lab-bench=1"
+# inventory host -> container
+NODES = {
+    "lab-receiver": "beam-lab-bench-receiver",
+    "lab-agent-1": "beam-lab-bench-agent-1",
+    "lab-agent-2": "beam-lab-bench-agent-2",
+    "lab-agent-3": "beam-lab-bench-agent-3",
+}
+AUTOMATION_USER = "beam-ops"  # inventories/lab/group_vars/all/ssh.yml
+CONFIGS = ("tuned", "defaults")
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+
+@dataclass
+class Run:
+    """One timed ansible-playbook run."""
+
+    config: str
+    kind: str  # "fresh" or "no-change"
+    seconds: float
+    changed: dict[str, int]
+    log: Path
+
+
+@dataclass
+class Bench:
+    """Paths and settings of one bench invocation."""
+
+    work: Path
+    bin_dir: Path
+    profile: bool
+    runs: list[Run] = field(default_factory=list)
+    counter: int = 0
+
+    @property
+    def secrets(self) -> Path:
+        return self.work / "secrets"
+
+    @property
+    def source(self) -> Path:
+        return self.work / "source"
+
+
+def say(message: str) -> None:
+    print(f"[deploy-timing] {message}", file=sys.stderr, flush=True)
+
+
+def docker(*args: str, check: bool = True) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise SystemExit(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def remove_containers() -> None:
+    """Remove this bench's containers and network (never the lab's or Molecule's)."""
+    ids = docker("ps", "--all", "--quiet", "--filter", f"label={LABEL}").split()
+    if ids:
+        docker("rm", "--force", *ids)
+    if docker("network", "ls", "--quiet", "--filter", f"name=^{NETWORK}$"):
+        docker("network", "rm", NETWORK)
+
+
+def create_containers() -> dict[str, str]:
+    """Fresh systemd containers as lab-up.sh starts them; returns container -> address."""
+    remove_containers()
+    docker("network", "create", "--label", LABEL, NETWORK)
+    for container in NODES.values():
+        # systemd as PID 1 without --privileged (docs/collection.md, "Containers")
+        docker(
+            "run", "--detach", "--name", container, "--hostname", container,
+            "--label", LABEL, "--network", NETWORK,
+            "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+            "--security-opt", "seccomp=unconfined", "--cgroupns=host",
+            "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+            "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+            IMAGE,
+        )  # fmt: skip
+    for container in NODES.values():
+        deadline = time.monotonic() + 90
+        while True:
+            state = docker("exec", container, "systemctl", "is-system-running", check=False)
+            if state in ("running", "degraded"):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{container}: systemd did not come up ({state!r})")
+            time.sleep(1)
+    return {
+        container: docker(
+            "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container
+        )
+        for container in NODES.values()
+    }
+
+
+def write_inventories(bench: Bench, addresses: dict[str, str]) -> tuple[Path, Path]:
+    """Override inventories (JSON is YAML) for the docker bootstrap and for SSH."""
+    common = {
+        "beam_fleet_secrets_dir": str(bench.secrets),
+    }
+    receiver_url = {"beam_receiver_url": f"http://{NODES['lab-receiver']}:8000"}
+    known_hosts = bench.work / "known_hosts"
+    lines = []
+    for container, address in addresses.items():
+        for key in docker(
+            "exec", container, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"
+        ).splitlines():
+            lines.append(f"{address} {' '.join(key.split()[:2])}")
+    known_hosts.write_text("\n".join(lines) + "\n")
+    via_docker, via_ssh = {}, {}
+    for host, container in NODES.items():
+        extra = receiver_url if host == "lab-receiver" else {}
+        via_docker[host] = {
+            **common, **extra,
+            "ansible_connection": "community.docker.docker",
+            "ansible_host": container,
+        }  # fmt: skip
+        via_ssh[host] = {
+            **common, **extra,
+            "ansible_connection": "ansible.builtin.ssh",
+            "ansible_host": addresses[container],
+            "ansible_user": AUTOMATION_USER,
+            "ansible_become": True,
+            "ansible_ssh_private_key_file": str(bench.secrets / "ssh/hosts" / host / "id_ed25519"),
+            "ansible_ssh_common_args": (
+                f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
+            ),
+        }  # fmt: skip
+    docker_file = bench.work / "inventory-docker.yml"
+    ssh_file = bench.work / "inventory-ssh.yml"
+    docker_file.write_text(json.dumps({"all": {"hosts": via_docker}}, indent=1))
+    ssh_file.write_text(json.dumps({"all": {"hosts": via_ssh}}, indent=1))
+    return docker_file, ssh_file
+
+
+def config_file(bench: Bench, config: str) -> Path:
+    if config == "tuned":
+        return REPO / "ansible.cfg"
+    path = bench.work / "defaults.cfg"
+    path.write_text(
+        "# Ansible's defaults: only what finds the beam.fleet collection and its roles.\n"
+        "[defaults]\n"
+        f"collections_path = {REPO / 'collections'}\n"
+        f"roles_path = {REPO / 'collections/ansible_collections/beam/fleet/roles'}\n"
+    )
+    return path
+
+
+def playbook(bench: Bench, config: str, inventory: Path, play: Path, label: str) -> Run:
+    """Run one playbook against the lab inventory plus an override; returns its timing."""
+    bench.counter += 1
+    log = bench.work / "logs" / f"{bench.counter:02d}-{label}-{config}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    control = bench.work / "cp" / f"{bench.counter:02d}"
+    control.mkdir(parents=True, exist_ok=True)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ANSIBLE_", "MOLECULE_"))
+    }
+    env.update(
+        PATH=f"{bench.bin_dir}:{env.get('PATH', '')}",
+        ANSIBLE_CONFIG=str(config_file(bench, config)),
+        ANSIBLE_SSH_CONTROL_PATH_DIR=str(control),
+        # where a configuration with a fact cache keeps it: the bench's own, not the lab's
+        ANSIBLE_CACHE_PLUGIN_CONNECTION=str(bench.work / "facts"),
+        BEAM_FLEET_SOURCE=str(bench.source),
+        ANSIBLE_NOCOLOR="1",
+    )
+    if bench.profile:
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
+        env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "25"
+    args = [
+        str(bench.bin_dir / "ansible-playbook"),
+        "-i", str(REPO / "inventories/lab"), "-i", str(inventory),
+        str(play),
+    ]  # fmt: skip
+    if label == "fresh":
+        args.append("--flush-cache")  # new nodes: nothing known about them yet
+    started = time.monotonic()
+    with log.open("w") as out:
+        result = subprocess.run(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - started
+    text = log.read_text()
+    changed = {m[1]: int(m[3]) for m in map(RECAP.match, text.splitlines()) if m}
+    if result.returncode != 0 or set(changed) != set(NODES):
+        tail = "\n".join(text.splitlines()[-40:])
+        raise SystemExit(
+            f"{label} with {config} failed (rc {result.returncode}), log {log}:\n{tail}"
+        )
+    say(f"{label:9} {config:8} {seconds:6.1f} s  changed={sum(changed.values())}  ({log.name})")
+    return Run(config, label, seconds, changed, log)
+
+
+def snapshot_source(bench: Bench) -> None:
+    """Freeze the beam-fleet source the wheelhouse is built from, for the whole run."""
+    for name in ("agent", "receiver"):  # dist/ stays: its wheelhouses are keyed by content
+        shutil.rmtree(bench.source / name, ignore_errors=True)
+    bench.source.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in ("agent", "receiver"):
+        shutil.copytree(REPO / name, bench.source / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, bench.source / name)
+
+
+WHEELHOUSE_PLAY = """---
+- name: Build the wheelhouse once, before anything is timed
+  hosts: beam_fleet
+  gather_facts: true
+  tasks:
+    - name: The wheelhouse role (controller side)
+      ansible.builtin.include_role:
+        name: beam.fleet.wheelhouse
+"""
+
+
+def round_for(bench: Bench, config: str, first: bool) -> None:
+    say(f"fresh containers for {config}")
+    addresses = create_containers()
+    via_docker, via_ssh = write_inventories(bench, addresses)
+    playbook(bench, "tuned", via_docker, REPO / "playbooks/access.yml", "bootstrap")
+    if first:
+        play = bench.work / "wheelhouse.yml"
+        play.write_text(WHEELHOUSE_PLAY)
+        playbook(bench, "tuned", via_docker, play, "wheelhouse")
+    site = REPO / "playbooks/site.yml"
+    bench.runs.append(playbook(bench, config, via_ssh, site, "fresh"))
+    run = playbook(bench, config, via_ssh, site, "no-change")
+    if any(run.changed.values()):
+        say(f"WARNING: the no-change run with {config} changed {run.changed} ({run.log})")
+    bench.runs.append(run)
+
+
+def existing_addresses() -> dict[str, str]:
+    """Addresses of containers a previous run left (--keep), for --no-change-only."""
+    addresses = {}
+    for container in NODES.values():
+        address = docker(
+            "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container,
+            check=False,
+        )  # fmt: skip
+        if not address:
+            raise SystemExit(f"--no-change-only needs the deployed {container} (run with --keep)")
+        addresses[container] = address
+    return addresses
+
+
+def report(bench: Bench) -> None:
+    def mean(config: str, kind: str) -> float:
+        return statistics.mean(
+            r.seconds for r in bench.runs if (r.config, r.kind) == (config, kind)
+        )
+
+    configs = {r.config for r in bench.runs}
+    rounds = sum(r.kind == "no-change" for r in bench.runs) // len(configs)
+    print(f"\nsite.yml on the lab fleet (1 receiver + 3 agents) over SSH, {rounds} rounds")
+    if configs == set(CONFIGS):
+        print(f"{'run':<12}{'tuned s':>10}{'defaults s':>12}{'defaults/tuned':>16}")
+        for kind in ("fresh", "no-change"):
+            if not any(r.kind == kind for r in bench.runs):
+                continue
+            tuned, defaults = mean("tuned", kind), mean("defaults", kind)
+            print(f"{kind:<12}{tuned:>10.1f}{defaults:>12.1f}{defaults / tuned:>15.2f}x")
+    print("\nevery run:")
+    for r in bench.runs:
+        print(f"  {r.kind:<10}{r.config:<10}{r.seconds:7.1f} s  changed={sum(r.changed.values())}")
+    print(f"\nlogs: {bench.work / 'logs'}; defaults cfg: {bench.work / 'defaults.cfg'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="rounds (each times both configs)")
+    parser.add_argument("--profile", action="store_true", help="profile_tasks in every log")
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help="which to time (default: tuned,defaults)"
+    )
+    parser.add_argument(
+        "--no-change-only",
+        action="store_true",
+        help="time only no-change runs, on the containers a --keep run left deployed",
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the last containers running")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "deploy-timing")
+    options = parser.parse_args()
+    if options.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    configs = tuple(name.strip() for name in options.configs.split(","))
+    if not configs or any(name not in CONFIGS for name in configs):
+        parser.error(f"--configs: a comma-separated choice of {', '.join(CONFIGS)}")
+    bin_dir = REPO / ".venv-ansible" / "bin"
+    if not (bin_dir / "ansible-playbook").exists():
+        raise SystemExit(f"no {bin_dir}/ansible-playbook: run molecule/scripts/ansible-venv.sh")
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(["docker", "info"], capture_output=True, check=False).returncode
+    ):
+        raise SystemExit("Docker does not answer: run molecule/scripts/docker-setup.sh")
+    work = options.work_dir.resolve()
+    # --no-change-only goes on with the deployed containers' secrets and source copy
+    stale = ("logs", "cp") if options.no_change_only else ("secrets", "logs", "cp", "facts")
+    for name in stale:
+        shutil.rmtree(work / name, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    bench = Bench(work=work, bin_dir=bin_dir, profile=options.profile)
+    if not options.no_change_only:
+        snapshot_source(bench)
+    say(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
+    if options.no_change_only:
+        _, via_ssh = write_inventories(bench, existing_addresses())
+        # what a deploy leaves for the next run: the tuned cfg's fact cache, filled
+        play = bench.work / "facts.yml"
+        play.write_text("- name: Facts\n  hosts: beam_fleet\n  gather_facts: true\n")
+        playbook(bench, "tuned", via_ssh, play, "facts")
+        for number in range(options.rounds):
+            for config in configs if number % 2 == 0 else configs[::-1]:
+                site = REPO / "playbooks/site.yml"
+                bench.runs.append(playbook(bench, config, via_ssh, site, "no-change"))
+        say(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
+        report(bench)
+        return
+    try:
+        for number in range(options.rounds):
+            order = configs if number % 2 == 0 else configs[::-1]
+            for config in order:
+                round_for(bench, config, first=not bench.runs)
+    finally:
+        if not options.keep:
+            remove_containers()
+    say(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
+    report(bench)
+
+
+if __name__ == "__main__":
+    main()
