@@ -6,9 +6,8 @@ is the real one plus the offset in a file that the test rewrites while the agent
 monotonic clock stays real (FAKETIME_DONT_FAKE_MONOTONIC), as it does when NTP or an
 operator steps the wall clock. The agent is multi-threaded, so it gets the library's
 thread-safe build (libfaketimeMT): with the plain one, two runs of three here showed a
-spurious jump forward and back again. The
-readings' timestamps go backwards; their seqs do not.
-What must hold at the real receiver: every seq stored exactly once in seq order (stored
+spurious jump forward and back again. The readings' timestamps go backwards; their seqs do
+not. What must hold at the real receiver: every seq stored exactly once in seq order (stored
 order is GET /api/readings' order), the counter values in that order unbroken, analytics
 buckets that agree reading for reading with the stored timestamps, `latest` answering as
 documented (newest by timestamp), and the node still online (the receiver judges by its own

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from beam_agent.push import Backoff
+
 from tests.faults.conftest import (
     AgentProcess,
     Delivery,
@@ -34,7 +36,7 @@ OUTAGE_S = env_number("BEAM_FAULT_OUTAGE_S", 180)
 RATE_HZ = 50
 # The push client's back-off is capped at 300 s (full jitter), so after a long outage it may
 # take up to that long to try again: the bound leaves room for the outage and that wait.
-RETRY_CAP_S = 300
+RETRY_CAP_S = round(Backoff().cap_s)
 BOUND = int(RATE_HZ * (OUTAGE_S + RETRY_CAP_S + 30) * 1.2)
 QUICK_RESTARTS = 3
 
