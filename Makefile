@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: help venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare deploy-timing release clean
+.PHONY: help venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
 
 help:
 	@echo "make lab      bring up the lab fleet (a receiver and three agents in systemd containers)"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench    print the agent's and the receiver's benchmark figures"
 	@echo "make fleet-sim  thousands of simulated agents against one receiver (docs/evidence.md)"
 	@echo "make collectd-compare  beam-agent and collectd side by side: CPU, RSS, a receiver outage"
+	@echo "make fuzz [REQUESTS=n] [SEED=s]  schemathesis against a real receiver, 10,000 requests by default"
 	@echo "make deploy-timing  site.yml over SSH: the project's ansible.cfg against Ansible's defaults"
 	@echo "make release [VERSION=x.y.z]  build a release into dist/releases for playbooks/rollout.yml"
 
@@ -99,6 +100,11 @@ fleet-sim: $(STAMP)
 # beam-agent beside Debian's collectd (installed with apt when missing, as root), one receiver.
 collectd-compare: $(STAMP)
 	$(BIN)/python bench/collectd_compare.py $(ARGS)
+
+# The receiver's fuzz campaign at full size (`make unit` runs a smaller one); see docs/receiver.md.
+fuzz: $(STAMP)
+	BEAM_FUZZ_REQUESTS=$(or $(REQUESTS),10000) $(if $(SEED),BEAM_FUZZ_SEED=$(SEED)) \
+	  $(BIN)/pytest -q -s -p no:cacheprovider tests/receiver/test_fuzz.py
 
 # site.yml on the lab inventory over SSH, the project's ansible.cfg against Ansible's defaults
 # (fresh nodes, then nothing to change). Hold the Molecule lock while it measures:
