@@ -17,6 +17,7 @@ import math
 import random
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 READINGS_PATH = "/api/readings"
 MAX_RESPONSE_BYTES = 64 * 1024  # an answer is a small JSON object; an error page may be big
 MAX_RETRY_AFTER_S = 3600.0  # a far-future HTTP date must not park the agent for days
+BACKOFF_CHECK_S = 1.0  # how often a waiting pusher looks whether a heartbeat got through
 TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")  # what an HTTP header value can carry verbatim
 
 
@@ -403,6 +405,9 @@ class Pusher:
         self.last_result: Optional[DrainResult] = None
         self.last_delay = 0.0
         self.logged_failure: Optional[str] = None
+        # Set by receiver_answered() while a back-off may be cut short.
+        self.receiver_back = threading.Event()
+        self.may_cut_backoff = False
 
     def run(self, stop: threading.Event) -> None:
         """Drain every interval (a drain keeps going at once while batches come back full),
@@ -410,16 +415,41 @@ class Pusher:
         timeout) and return."""
         while not stop.is_set():
             delay = self.cycle(stop)
-            if stop.wait(delay):
+            if self.wait(delay, stop):
                 break
+
+    def receiver_answered(self) -> None:
+        """Another request (a heartbeat) got through: end a back-off early.
+
+        The back-off grows to minutes during a long outage, and without this the queue would
+        sit unsent for up to that long after the receiver is back. A back-off the receiver
+        asked for (Retry-After) is kept: it said when to come back.
+        """
+        if self.may_cut_backoff:
+            self.receiver_back.set()
+
+    def wait(self, delay: float, stop: threading.Event) -> bool:
+        """Sleep delay s, less if receiver_answered() ends a back-off; True once stop is set."""
+        deadline = time.monotonic() + delay
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return stop.is_set()
+            if stop.wait(min(remaining, BACKOFF_CHECK_S)):
+                return True
+            if self.receiver_back.is_set():
+                return False
 
     def cycle(self, stop: Optional[threading.Event] = None) -> float:
         """One drain; returns how long to wait before the next."""
+        self.receiver_back.clear()
+        self.may_cut_backoff = False
         try:
             result = drain(self.queue, self.client, self.batch_size, stop)
         except Exception:
             log.exception("push failed")
             self.last_delay = self.backoff.next_delay()
+            self.may_cut_backoff = True
             return self.last_delay
         self.last_result = result
         if result.failure is None:
@@ -430,6 +460,7 @@ class Pusher:
             self.last_delay = self.interval_s
             return self.last_delay
         self.last_delay = self.backoff.next_delay(result.failure.retry_after)
+        self.may_cut_backoff = result.failure.retry_after is None
         if result.failure.message != self.logged_failure:  # log changes, not repeats
             log.warning(
                 "push failed, %d readings queued, retrying in %.1f s: %s",

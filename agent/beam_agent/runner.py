@@ -136,7 +136,9 @@ class Agent:
                 self.config, self.status(), self.scheduler.stats(), self.started_at, ip_address
             )
             outcome = self.client.post_json("/api/telemetry", body)
-            if not outcome.ok:
+            if outcome.ok:
+                self.pusher.receiver_answered()
+            else:
                 log.warning("heartbeat failed: %s", outcome.message)
             self.stop_event.wait(self.config.telemetry.interval_s)
 

@@ -410,6 +410,43 @@ def test_pusher_run_delivers_and_stops_promptly_even_while_backing_off(
     assert queue.depth() == 5
 
 
+def test_a_heartbeat_that_gets_through_ends_a_long_backoff(
+    receiver: ReceiverDouble, queue: ReadingQueue, make_client: MakeClient
+) -> None:
+    """After a long outage the back-off is minutes; the queue must not wait that out."""
+    longest = Backoff(base_s=600.0, cap_s=600.0, random_fn=lambda: 1.0)
+    pusher = Pusher(queue, make_client(), batch_size=50, interval_ms=50, backoff=longest)
+    receiver.fail_all(503)  # no Retry-After: the agent chooses its own back-off
+    queue.enqueue(readings(5))
+    stop = threading.Event()
+    thread = threading.Thread(target=pusher.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: pusher.last_delay == 600.0, "the 10-minute back-off to be chosen")
+        receiver.recover()
+        pusher.receiver_answered()  # what the telemetry thread does after a heartbeat's 2xx
+        wait_until(lambda: queue.depth() == 0, "the queue to drain long before 10 minutes")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert receiver.stored_seqs(DEVICE) == set(range(1, 6))
+
+
+def test_a_heartbeat_does_not_cut_short_a_backoff_the_receiver_asked_for(
+    receiver: ReceiverDouble, queue: ReadingQueue, make_client: MakeClient
+) -> None:
+    pusher = Pusher(queue, make_client(), batch_size=50, interval_ms=50, backoff=zero_jitter())
+    receiver.fail_all(503, retry_after=600)
+    queue.enqueue(readings(5))
+    pusher.cycle()
+    assert pusher.last_delay == 600.0
+    pusher.receiver_answered()
+    assert not pusher.receiver_back.is_set()
+    stop = threading.Event()
+    stop.set()
+    assert pusher.wait(600.0, stop) is True  # and stop still ends any wait
+
+
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
