@@ -37,8 +37,18 @@ Needs Docker and the node image (molecule/scripts/docker-setup.sh, run first) an
 .venv-ansible (molecule/scripts/ansible-venv.sh, run first). Hold the Molecule lock while
 measuring: `flock /tmp/beam-fleet-molecule.lock make deploy-timing`.
 
+Network latency (--rtt-ms N): a real fleet is Raspberry Pis on Wi-Fi or at a remote site
+(10-50 ms round trips), where every SSH operation a task needs costs a round trip; the
+docker bridge has sub-ms ones. --rtt-ms N adds `tc qdisc replace dev eth0 root netem delay
+Nms` on each bench container's egress (the whole N on the node's side: the controller side
+is the host, which the bench leaves alone), so every controller <-> node round trip gets N ms
+longer. The containers have NET_ADMIN for this (and iproute2 is installed in them at bench
+time if the image lacks tc). The kernel needs sch_netem (CONFIG_NET_SCH_NETEM); without it
+the bench stops before timing anything and says so. The round trip is measured before and
+after adding the delay (median TCP connect time to each node's sshd) and printed.
+
 Run: .venv/bin/python bench/deploy_timing.py [--rounds 2] [--profile] [--keep]
-     [--work-dir build/deploy-timing]
+     [--rtt-ms 0] [--work-dir build/deploy-timing]
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -89,8 +100,11 @@ class Bench:
     work: Path
     bin_dir: Path
     profile: bool
+    rtt_ms: int = 0
     runs: list[Run] = field(default_factory=list)
     counter: int = 0
+    # measured controller -> node round trips (ms, median over the nodes), in order
+    rtts: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def secrets(self) -> Path:
@@ -151,6 +165,46 @@ def create_containers() -> dict[str, str]:
         )
         for container in NODES.values()
     }
+
+
+def measure_rtt(addresses: dict[str, str], tries: int = 7) -> float:
+    """Median TCP connect time to the nodes' sshd in ms: one round trip (SYN, SYN-ACK)."""
+    samples = []
+    for address in addresses.values():
+        for _ in range(tries):
+            started = time.perf_counter()
+            with socket.create_connection((address, 22), timeout=10):
+                samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def add_latency(bench: Bench, addresses: dict[str, str], label: str) -> None:
+    """netem delay of bench.rtt_ms on each node's egress; RTT measured before and after."""
+    before = measure_rtt(addresses)
+    bench.rtts.append((f"{label}: before", before))
+    if bench.rtt_ms == 0:
+        say(f"RTT to the nodes {before:.2f} ms (no delay added)")
+        return
+    for container in addresses:
+        result = subprocess.run(
+            ["docker", "exec", container, "sh", "-c",
+             "command -v tc >/dev/null || { apt-get update -qq && "
+             "DEBIAN_FRONTEND=noninteractive apt-get install -qq -y iproute2 >/dev/null; } && "
+             f"tc qdisc replace dev eth0 root netem delay {bench.rtt_ms}ms"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise SystemExit(
+                f"--rtt-ms: `tc qdisc replace dev eth0 root netem delay {bench.rtt_ms}ms` "
+                f'failed in {container}: {result.stderr.strip()!r}. "Specified qdisc kind is '
+                'unknown" means this kernel has no sch_netem (CONFIG_NET_SCH_NETEM; see '
+                "/proc/config.gz); nothing was timed."
+            )
+    after = measure_rtt(addresses)
+    bench.rtts.append((f"{label}: +{bench.rtt_ms} ms netem", after))
+    say(f"RTT to the nodes {before:.2f} ms before, {after:.2f} ms with netem {bench.rtt_ms} ms")
+    if after - before < 0.8 * bench.rtt_ms:
+        raise SystemExit(f"--rtt-ms {bench.rtt_ms}: the measured RTT is only {after:.2f} ms")
 
 
 def write_inventories(bench: Bench, addresses: dict[str, str]) -> tuple[Path, Path]:
@@ -278,6 +332,7 @@ WHEELHOUSE_PLAY = """---
 def round_for(bench: Bench, config: str, first: bool) -> None:
     say(f"fresh containers for {config}")
     addresses = create_containers()
+    add_latency(bench, addresses, f"containers for {config}")
     via_docker, via_ssh = write_inventories(bench, addresses)
     playbook(bench, "tuned", via_docker, REPO / "playbooks/access.yml", "bootstrap")
     if first:
@@ -287,9 +342,13 @@ def round_for(bench: Bench, config: str, first: bool) -> None:
     site = REPO / "playbooks/site.yml"
     bench.runs.append(playbook(bench, config, via_ssh, site, "fresh"))
     run = playbook(bench, config, via_ssh, site, "no-change")
-    if any(run.changed.values()):
-        say(f"WARNING: the no-change run with {config} changed {run.changed} ({run.log})")
+    warn_if_changed(run)
     bench.runs.append(run)
+
+
+def warn_if_changed(run: Run) -> None:
+    if any(run.changed.values()):
+        say(f"WARNING: the no-change run with {run.config} changed {run.changed} ({run.log})")
 
 
 def existing_addresses() -> dict[str, str]:
@@ -306,22 +365,47 @@ def existing_addresses() -> dict[str, str]:
     return addresses
 
 
-def report(bench: Bench) -> None:
-    def mean(config: str, kind: str) -> float:
-        return statistics.mean(
-            r.seconds for r in bench.runs if (r.config, r.kind) == (config, kind)
-        )
+def load(average: tuple[float, float, float]) -> str:
+    return f"load average {average[0]:.2f} / {average[1]:.2f} / {average[2]:.2f} (1/5/15 min)"
 
-    configs = {r.config for r in bench.runs}
-    rounds = sum(r.kind == "no-change" for r in bench.runs) // len(configs)
-    print(f"\nsite.yml on the lab fleet (1 receiver + 3 agents) over SSH, {rounds} rounds")
-    if configs == set(CONFIGS):
-        print(f"{'run':<12}{'tuned s':>10}{'defaults s':>12}{'defaults/tuned':>16}")
-        for kind in ("fresh", "no-change"):
-            if not any(r.kind == kind for r in bench.runs):
-                continue
-            tuned, defaults = mean("tuned", kind), mean("defaults", kind)
-            print(f"{kind:<12}{tuned:>10.1f}{defaults:>12.1f}{defaults / tuned:>15.2f}x")
+
+def report(bench: Bench, load_before: tuple[float, float, float]) -> None:
+    """Per configuration: mean seconds, defaults/tuned, RTT, load, and the changed=0 check."""
+
+    def mean(config: str, kind: str) -> float | None:
+        values = [r.seconds for r in bench.runs if (r.config, r.kind) == (config, kind)]
+        return statistics.mean(values) if values else None
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    configs = [c for c in CONFIGS if any(r.config == c for r in bench.runs)]
+    rounds = sum(r.kind == "no-change" for r in bench.runs) // max(len(configs), 1)
+    print(
+        f"\nsite.yml on the lab fleet (1 receiver + 3 agents) over SSH, {rounds} round(s), "
+        f"added RTT {bench.rtt_ms} ms"
+    )
+    for label, rtt in bench.rtts:
+        print(f"  measured RTT ({label}): {rtt:.2f} ms")
+    print(f"  start: {load(load_before)}")
+    print(f"  end:   {load(os.getloadavg())}")
+    print(f"\n{'run':<12}" + "".join(f"{c + ' s':>12}" for c in configs), end="")
+    print(f"{'defaults/tuned':>16}" if configs == list(CONFIGS) else "")
+    for kind in ("fresh", "no-change"):
+        if not any(r.kind == kind for r in bench.runs):
+            continue
+        means = [mean(c, kind) for c in configs]
+        line = f"{kind:<12}" + "".join(f"{cell(m):>12}" for m in means)
+        if configs == list(CONFIGS) and means[0] and means[1]:
+            line += f"{means[1] / means[0]:>15.2f}x"
+        print(line)
+    for config in configs:
+        runs = [r for r in bench.runs if (r.config, r.kind) == (config, "no-change")]
+        clean = all(not any(r.changed.values()) for r in runs)
+        print(
+            f"no-change recap with {config}: "
+            + ("changed=0 on every node in every run" if clean else "SOME CHANGES (see WARNING)")
+        )
     print("\nevery run:")
     for r in bench.runs:
         print(f"  {r.kind:<10}{r.config:<10}{r.seconds:7.1f} s  changed={sum(r.changed.values())}")
@@ -341,10 +425,18 @@ def main() -> None:
         help="time only no-change runs, on the containers a --keep run left deployed",
     )
     parser.add_argument("--keep", action="store_true", help="leave the last containers running")
+    parser.add_argument(
+        "--rtt-ms",
+        type=int,
+        default=0,
+        help="add this round-trip latency to every node (netem on the node's egress)",
+    )
     parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "deploy-timing")
     options = parser.parse_args()
     if options.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if not 0 <= options.rtt_ms <= 1000:
+        parser.error("--rtt-ms must be between 0 and 1000")
     configs = tuple(name.strip() for name in options.configs.split(","))
     if not configs or any(name not in CONFIGS for name in configs):
         parser.error(f"--configs: a comma-separated choice of {', '.join(CONFIGS)}")
@@ -362,12 +454,15 @@ def main() -> None:
     for name in stale:
         shutil.rmtree(work / name, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    bench = Bench(work=work, bin_dir=bin_dir, profile=options.profile)
+    bench = Bench(work=work, bin_dir=bin_dir, profile=options.profile, rtt_ms=options.rtt_ms)
     if not options.no_change_only:
         snapshot_source(bench)
-    say(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
+    load_before = os.getloadavg()
+    say(f"load before: {load(load_before)}, {os.cpu_count()} CPUs")
     if options.no_change_only:
-        _, via_ssh = write_inventories(bench, existing_addresses())
+        addresses = existing_addresses()
+        add_latency(bench, addresses, "kept containers")
+        _, via_ssh = write_inventories(bench, addresses)
         # what a deploy leaves for the next run: the tuned cfg's fact cache, filled
         play = bench.work / "facts.yml"
         play.write_text("- name: Facts\n  hosts: beam_fleet\n  gather_facts: true\n")
@@ -375,9 +470,10 @@ def main() -> None:
         for number in range(options.rounds):
             for config in configs if number % 2 == 0 else configs[::-1]:
                 site = REPO / "playbooks/site.yml"
-                bench.runs.append(playbook(bench, config, via_ssh, site, "no-change"))
-        say(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
-        report(bench)
+                run = playbook(bench, config, via_ssh, site, "no-change")
+                warn_if_changed(run)
+                bench.runs.append(run)
+        report(bench, load_before)
         return
     try:
         for number in range(options.rounds):
@@ -387,8 +483,7 @@ def main() -> None:
     finally:
         if not options.keep:
             remove_containers()
-    say(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
-    report(bench)
+    report(bench, load_before)
 
 
 if __name__ == "__main__":
