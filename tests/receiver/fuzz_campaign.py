@@ -201,6 +201,7 @@ class Campaign:
     session: requests.Session = field(default_factory=requests.Session)
     statuses: Counter[int] = field(default_factory=Counter)
     per_operation: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[tuple[str, int]] = field(default_factory=Counter)  # (label, status)
     failures: dict[str, str] = field(default_factory=dict)  # first report per kind
     ledger: Ledger = field(default_factory=Ledger)
     heartbeats_ok: int = 0
@@ -281,6 +282,7 @@ def _send(
     response = campaign.session.request(**kwargs, timeout=60)
     campaign.statuses[response.status_code] += 1
     campaign.per_operation[label] += 1
+    campaign.outcomes[label, response.status_code] += 1
     if label == "POST /api/readings" and sent_body is not None:
         answer = response.json() if response.status_code < 300 else {}
         campaign.ledger.record(sent_body, response.status_code, answer)
@@ -412,3 +414,12 @@ def summary(campaign: Campaign, verdict: Verdict, seconds: float, run_seed: int)
         f" readings in refused requests={len(campaign.ledger.rejected - campaign.ledger.stored)};"
         f" check failures={len(campaign.failures)}; integrity_check={verdict.integrity}"
     )
+
+
+def per_operation(campaign: Campaign) -> str:
+    """One line per operation: its requests and their status codes."""
+    lines = []
+    for label, count in campaign.per_operation.most_common():
+        codes = sorted((code, n) for (name, code), n in campaign.outcomes.items() if name == label)
+        lines.append(f"  {label}: {count} ({' '.join(f'{code}={n}' for code, n in codes)})")
+    return "\n".join(lines)

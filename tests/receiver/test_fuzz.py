@@ -30,7 +30,7 @@ def test_fuzz_receiver_no_5xx_no_partial_writes(tmp_path: Path, unused_port: int
         campaign = run_campaign(served, FUZZ_REQUESTS, FUZZ_SEED, progress=lambda _: None)
     verdict = verify_database(campaign)
     line = summary(campaign, verdict, time.monotonic() - started, FUZZ_SEED)
-    print("\n" + line)
+    print("\n" + line + "\n" + fuzz_campaign.per_operation(campaign))
     failures = "\n\n".join(f"== {key}\n{text}" for key, text in campaign.failures.items())
     assert campaign.requests >= FUZZ_REQUESTS, line
     assert not [code for code in campaign.statuses if code >= 500], line + "\n" + failures
