@@ -48,7 +48,7 @@ the bench stops before timing anything and says so. The round trip is measured b
 after adding the delay (median TCP connect time to each node's sshd) and printed.
 
 Run: .venv/bin/python bench/deploy_timing.py [--rounds 2] [--profile] [--keep]
-     [--rtt-ms 0] [--work-dir build/deploy-timing]
+     [--rtt-ms 0] [--count-ssh] [--work-dir build/deploy-timing]
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ class Run:
     seconds: float
     changed: dict[str, int]
     log: Path
+    ssh_ops: dict[str, int] = field(default_factory=dict)  # --count-ssh: invocations by tool
 
 
 @dataclass
@@ -101,6 +102,7 @@ class Bench:
     bin_dir: Path
     profile: bool
     rtt_ms: int = 0
+    count_ssh: bool = False
     runs: list[Run] = field(default_factory=list)
     counter: int = 0
     # measured controller -> node round trips (ms, median over the nodes), in order
@@ -281,6 +283,12 @@ def playbook(bench: Bench, config: str, inventory: Path, play: Path, label: str)
         BEAM_FLEET_SOURCE=str(bench.source),
         ANSIBLE_NOCOLOR="1",
     )
+    count = bench.work / "ssh-count" / f"{bench.counter:02d}"
+    if bench.count_ssh:
+        count.parent.mkdir(parents=True, exist_ok=True)
+        count.write_text("")
+        env["PATH"] = f"{ssh_wrappers(bench)}:{env['PATH']}"
+        env["BEAM_SSH_COUNT"] = str(count)
     if bench.profile:
         env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
         env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "25"
@@ -302,8 +310,33 @@ def playbook(bench: Bench, config: str, inventory: Path, play: Path, label: str)
         raise SystemExit(
             f"{label} with {config} failed (rc {result.returncode}), log {log}:\n{tail}"
         )
-    say(f"{label:9} {config:8} {seconds:6.1f} s  changed={sum(changed.values())}  ({log.name})")
-    return Run(config, label, seconds, changed, log)
+    ops: dict[str, int] = {}
+    if bench.count_ssh:
+        for tool in count.read_text().split():
+            ops[tool] = ops.get(tool, 0) + 1
+    say(
+        f"{label:9} {config:8} {seconds:6.1f} s  changed={sum(changed.values())}  ({log.name})"
+        + (f"  ssh operations {ops}" if bench.count_ssh else "")
+    )
+    return Run(config, label, seconds, changed, log, ops)
+
+
+def ssh_wrappers(bench: Bench) -> Path:
+    """ssh, sftp and scp first in PATH: each call appends its name to $BEAM_SSH_COUNT.
+
+    Ansible runs one such process per SSH operation (ControlMaster multiplexes them onto one
+    connection), so the count is the number of operations, each at least one round trip.
+    """
+    wrappers = bench.work / "ssh-wrappers"
+    wrappers.mkdir(parents=True, exist_ok=True)
+    for tool in ("ssh", "sftp", "scp"):
+        real = shutil.which(tool)
+        if real is None:
+            raise SystemExit(f"--count-ssh: no {tool} in PATH")
+        wrapper = wrappers / tool
+        wrapper.write_text(f'#!/bin/sh\necho {tool} >>"$BEAM_SSH_COUNT"\nexec {real} "$@"\n')
+        wrapper.chmod(0o755)
+    return wrappers
 
 
 def snapshot_source(bench: Bench) -> None:
@@ -408,7 +441,13 @@ def report(bench: Bench, load_before: tuple[float, float, float]) -> None:
         )
     print("\nevery run:")
     for r in bench.runs:
-        print(f"  {r.kind:<10}{r.config:<10}{r.seconds:7.1f} s  changed={sum(r.changed.values())}")
+        ops = f"  ssh operations {sum(r.ssh_ops.values())} {r.ssh_ops}" if bench.count_ssh else ""
+        print(
+            f"  {r.kind:<10}{r.config:<10}{r.seconds:7.1f} s  changed={sum(r.changed.values())}"
+            + ops
+        )
+    if bench.count_ssh:
+        print("  (--count-ssh: every ssh/sftp/scp call went through a counting shell wrapper)")
     print(f"\nlogs: {bench.work / 'logs'}; defaults cfg: {bench.work / 'defaults.cfg'}")
 
 
@@ -425,6 +464,11 @@ def main() -> None:
         help="time only no-change runs, on the containers a --keep run left deployed",
     )
     parser.add_argument("--keep", action="store_true", help="leave the last containers running")
+    parser.add_argument(
+        "--count-ssh",
+        action="store_true",
+        help="count the SSH operations (ssh/sftp/scp processes) of every run",
+    )
     parser.add_argument(
         "--rtt-ms",
         type=int,
@@ -454,7 +498,13 @@ def main() -> None:
     for name in stale:
         shutil.rmtree(work / name, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    bench = Bench(work=work, bin_dir=bin_dir, profile=options.profile, rtt_ms=options.rtt_ms)
+    bench = Bench(
+        work=work,
+        bin_dir=bin_dir,
+        profile=options.profile,
+        rtt_ms=options.rtt_ms,
+        count_ssh=options.count_ssh,
+    )
     if not options.no_change_only:
         snapshot_source(bench)
     load_before = os.getloadavg()
