@@ -79,6 +79,7 @@ NODES = {
 }
 AUTOMATION_USER = "beam-ops"  # inventories/lab/group_vars/all/ssh.yml
 CONFIGS = ("tuned", "defaults")
+IPV4 = re.compile(r"[\s\[](\d{1,3}(?:\.\d{1,3}){3})(?=[\s\]:])")
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -92,6 +93,7 @@ class Run:
     changed: dict[str, int]
     log: Path
     ssh_ops: dict[str, int] = field(default_factory=dict)  # --count-ssh: invocations by tool
+    ssh_ops_per_host: dict[str, int] = field(default_factory=dict)  # --count-ssh: by address
 
 
 @dataclass
@@ -311,14 +313,19 @@ def playbook(bench: Bench, config: str, inventory: Path, play: Path, label: str)
             f"{label} with {config} failed (rc {result.returncode}), log {log}:\n{tail}"
         )
     ops: dict[str, int] = {}
+    per_host: dict[str, int] = {}
     if bench.count_ssh:
-        for tool in count.read_text().split():
+        for record in count.read_text().split("\n@@")[1:]:  # one per call: tool, then argv
+            tool = record.split(" ", 1)[0]
             ops[tool] = ops.get(tool, 0) + 1
+            address = IPV4.search(record)
+            if address:
+                per_host[address[1]] = per_host.get(address[1], 0) + 1
     say(
         f"{label:9} {config:8} {seconds:6.1f} s  changed={sum(changed.values())}  ({log.name})"
         + (f"  ssh operations {ops}" if bench.count_ssh else "")
     )
-    return Run(config, label, seconds, changed, log, ops)
+    return Run(config, label, seconds, changed, log, ops, per_host)
 
 
 def ssh_wrappers(bench: Bench) -> Path:
@@ -334,7 +341,9 @@ def ssh_wrappers(bench: Bench) -> Path:
         if real is None:
             raise SystemExit(f"--count-ssh: no {tool} in PATH")
         wrapper = wrappers / tool
-        wrapper.write_text(f'#!/bin/sh\necho {tool} >>"$BEAM_SSH_COUNT"\nexec {real} "$@"\n')
+        wrapper.write_text(
+            f'#!/bin/sh\nprintf \'\\n@@%s %s\' {tool} "$*" >>"$BEAM_SSH_COUNT"\nexec {real} "$@"\n'
+        )
         wrapper.chmod(0o755)
     return wrappers
 
@@ -441,7 +450,12 @@ def report(bench: Bench, load_before: tuple[float, float, float]) -> None:
         )
     print("\nevery run:")
     for r in bench.runs:
-        ops = f"  ssh operations {sum(r.ssh_ops.values())} {r.ssh_ops}" if bench.count_ssh else ""
+        busiest = max(r.ssh_ops_per_host.values(), default=0)
+        ops = (
+            f"  ssh operations {sum(r.ssh_ops.values())} {r.ssh_ops}, busiest node {busiest}"
+            if bench.count_ssh
+            else ""
+        )
         print(
             f"  {r.kind:<10}{r.config:<10}{r.seconds:7.1f} s  changed={sum(r.changed.values())}"
             + ops
