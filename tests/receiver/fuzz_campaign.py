@@ -263,6 +263,9 @@ def _send(
                 case.headers["X-Beam-Device"] = name
             else:
                 del case.headers["X-Beam-Device"]
+    elif label.startswith("GET /api/nodes/{node_id}") and positive and aim < 50:
+        # Generated ids are never known nodes: half the time, ask for one that is.
+        case.path_parameters = {"node_id": sorted(DEVICES)[aim % len(DEVICES)]}
     kwargs = case.as_transport_kwargs(base_url=campaign.served.url)
     headers = {k: v for k, v in kwargs["headers"].items() if k.lower() != "authorization"}
     token = _token_of(kind, name)
