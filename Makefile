@@ -118,6 +118,7 @@ deploy-timing: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/agent_bench.py
 	$(BIN)/python bench/receiver_bench.py
+	$(BIN)/python bench/receiver_cost.py
 
 clean:
 	rm -rf $(VENV) $(VENV39) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
