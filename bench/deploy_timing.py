@@ -299,8 +299,11 @@ def playbook(bench: Bench, config: str, inventory: Path, play: Path, label: str)
         "-i", str(REPO / "inventories/lab"), "-i", str(inventory),
         str(play),
     ]  # fmt: skip
-    if label == "fresh":
-        args.append("--flush-cache")  # new nodes: nothing known about them yet
+    if label in ("fresh", "facts"):
+        # new nodes: nothing known about them yet; and with gathering = smart, a cache the
+        # run before left (other containers under the same names) would make the facts play
+        # gather nothing (an empty recap) and leave stale addresses in the cache
+        args.append("--flush-cache")
     started = time.monotonic()
     with log.open("w") as out:
         result = subprocess.run(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
