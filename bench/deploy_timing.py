@@ -78,7 +78,8 @@ NODES = {
     "lab-agent-3": "beam-lab-bench-agent-3",
 }
 AUTOMATION_USER = "beam-ops"  # inventories/lab/group_vars/all/ssh.yml
-CONFIGS = ("tuned", "defaults")
+CONFIGS = ("tuned", "defaults", "mitogen")
+DEFAULT_CONFIGS = ("tuned", "defaults")
 IPV4 = re.compile(r"[\s\[](\d{1,3}(?:\.\d{1,3}){3})(?=[\s\]:])")
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
@@ -252,7 +253,7 @@ def write_inventories(bench: Bench, addresses: dict[str, str]) -> tuple[Path, Pa
 
 
 def config_file(bench: Bench, config: str) -> Path:
-    if config == "tuned":
+    if config in ("tuned", "mitogen"):
         return REPO / "ansible.cfg"
     path = bench.work / "defaults.cfg"
     path.write_text(
@@ -285,6 +286,11 @@ def playbook(bench: Bench, config: str, inventory: Path, play: Path, label: str)
         BEAM_FLEET_SOURCE=str(bench.source),
         ANSIBLE_NOCOLOR="1",
     )
+    if config == "mitogen":
+        # the project's ansible.cfg with Mitogen's strategy: one persistent Python per node
+        # over the SSH connection instead of a new interpreter (and SSH exec) per task
+        env.update(ANSIBLE_STRATEGY_PLUGINS=str(mitogen_strategies(bench)),
+                   ANSIBLE_STRATEGY="mitogen_linear")  # fmt: skip
     count = bench.work / "ssh-count" / f"{bench.counter:02d}"
     if bench.count_ssh:
         count.parent.mkdir(parents=True, exist_ok=True)
@@ -329,6 +335,20 @@ def playbook(bench: Bench, config: str, inventory: Path, play: Path, label: str)
         + (f"  ssh operations {ops}" if bench.count_ssh else "")
     )
     return Run(config, label, seconds, changed, log, ops, per_host)
+
+
+def mitogen_strategies(bench: Bench) -> Path:
+    """The strategy plugins of the mitogen package in the Ansible venv (ansible-venv.sh)."""
+    found = subprocess.run(
+        [str(bench.bin_dir / "python"), "-c",
+         "import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if found.returncode != 0:
+        raise SystemExit(
+            f"--configs mitogen: no mitogen in {bench.bin_dir.parent} (molecule/requirements.txt)"
+        )
+    return Path(found.stdout.strip()) / "plugins" / "strategy"
 
 
 def ssh_wrappers(bench: Bench) -> Path:
@@ -425,6 +445,7 @@ def report(bench: Bench, load_before: tuple[float, float, float]) -> None:
         return "-" if value is None else f"{value:.1f}"
 
     configs = [c for c in CONFIGS if any(r.config == c for r in bench.runs)]
+    others = [c for c in configs if c != "defaults"] if "defaults" in configs else []
     rounds = sum(r.kind == "no-change" for r in bench.runs) // max(len(configs), 1)
     print(
         f"\nsite.yml on the lab fleet (1 receiver + 3 agents) over SSH, {rounds} round(s), "
@@ -435,14 +456,16 @@ def report(bench: Bench, load_before: tuple[float, float, float]) -> None:
     print(f"  start: {load(load_before)}")
     print(f"  end:   {load(os.getloadavg())}")
     print(f"\n{'run':<12}" + "".join(f"{c + ' s':>12}" for c in configs), end="")
-    print(f"{'defaults/tuned':>16}" if configs == list(CONFIGS) else "")
+    print("".join(f"{'defaults/' + c:>18}" for c in others))
     for kind in ("fresh", "no-change"):
         if not any(r.kind == kind for r in bench.runs):
             continue
         means = [mean(c, kind) for c in configs]
         line = f"{kind:<12}" + "".join(f"{cell(m):>12}" for m in means)
-        if configs == list(CONFIGS) and means[0] and means[1]:
-            line += f"{means[1] / means[0]:>15.2f}x"
+        base = mean("defaults", kind)
+        for other in others:
+            value = mean(other, kind)
+            line += f"{base / value:>17.2f}x" if base and value else f"{'-':>18}"
         print(line)
     for config in configs:
         runs = [r for r in bench.runs if (r.config, r.kind) == (config, "no-change")]
@@ -473,7 +496,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds (each times both configs)")
     parser.add_argument("--profile", action="store_true", help="profile_tasks in every log")
     parser.add_argument(
-        "--configs", default=",".join(CONFIGS), help="which to time (default: tuned,defaults)"
+        "--configs",
+        default=",".join(DEFAULT_CONFIGS),
+        help="which to time, of tuned, defaults and mitogen (default: tuned,defaults)",
     )
     parser.add_argument(
         "--no-change-only",

@@ -763,6 +763,10 @@ def main() -> int:
         help="a checkout of an earlier commit: run every step against its receiver too",
     )
     args = parser.parse_args()
+    if args.profile and not (
+        shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()
+    ):
+        parser.error("--profile needs py-spy: pip install py-spy (in the dev extra)")
     if args.baseline and not (Path(args.baseline) / "receiver" / "beam_receiver").is_dir():
         parser.error(f"--baseline {args.baseline}: no receiver/beam_receiver there")
 
