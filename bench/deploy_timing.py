@@ -23,10 +23,13 @@ change of load on the machine hits both alike):
 Every timed run gets its own ControlPath directory, so no run inherits another's SSH
 connections.
 
-The configurations, selected only with ANSIBLE_CONFIG (command line and inventory equal):
+The configurations, selected only with ANSIBLE_CONFIG and ANSIBLE_STRATEGY (command line
+and inventory equal):
   tuned     the project's ansible.cfg;
   defaults  a cfg holding only collections_path and roles_path (to find beam.fleet and its
-            roles), written to the work directory; the inventory is given with -i to both.
+            roles), written to the work directory; the inventory is given with -i to all;
+  mitogen   (only with --configs ...,mitogen) the project's ansible.cfg and the opt-in
+            ANSIBLE_STRATEGY=beam.fleet.mitogen_linear (Mitogen, in .venv-ansible).
 
 Other inputs are frozen for the whole run: the beam-fleet source (pyproject.toml, agent/,
 receiver/) is copied once to the work directory and the wheelhouse is built from that copy
@@ -236,7 +239,9 @@ def write_inventories(bench: Bench, addresses: dict[str, str]) -> tuple[Path, Pa
         }  # fmt: skip
         via_ssh[host] = {
             **common, **extra,
-            "ansible_connection": "ansible.builtin.ssh",
+            # the short name, as a fleet inventory without ansible_connection has it: Mitogen
+            # redirects "ssh" to its own transport, not "ansible.builtin.ssh"
+            "ansible_connection": "ssh",
             "ansible_host": addresses[container],
             "ansible_user": AUTOMATION_USER,
             "ansible_become": True,
@@ -287,10 +292,10 @@ def playbook(bench: Bench, config: str, inventory: Path, play: Path, label: str)
         ANSIBLE_NOCOLOR="1",
     )
     if config == "mitogen":
-        # the project's ansible.cfg with Mitogen's strategy: one persistent Python per node
-        # over the SSH connection instead of a new interpreter (and SSH exec) per task
-        env.update(ANSIBLE_STRATEGY_PLUGINS=str(mitogen_strategies(bench)),
-                   ANSIBLE_STRATEGY="mitogen_linear")  # fmt: skip
+        # the project's ansible.cfg with the opt-in Mitogen strategy: one persistent Python
+        # per node over the SSH connection instead of a new interpreter (and an SSH command)
+        # per task (collections/.../plugins/strategy/mitogen_linear.py)
+        env["ANSIBLE_STRATEGY"] = "beam.fleet.mitogen_linear"
     count = bench.work / "ssh-count" / f"{bench.counter:02d}"
     if bench.count_ssh:
         count.parent.mkdir(parents=True, exist_ok=True)
@@ -335,20 +340,6 @@ def playbook(bench: Bench, config: str, inventory: Path, play: Path, label: str)
         + (f"  ssh operations {ops}" if bench.count_ssh else "")
     )
     return Run(config, label, seconds, changed, log, ops, per_host)
-
-
-def mitogen_strategies(bench: Bench) -> Path:
-    """The strategy plugins of the mitogen package in the Ansible venv (ansible-venv.sh)."""
-    found = subprocess.run(
-        [str(bench.bin_dir / "python"), "-c",
-         "import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if found.returncode != 0:
-        raise SystemExit(
-            f"--configs mitogen: no mitogen in {bench.bin_dir.parent} (molecule/requirements.txt)"
-        )
-    return Path(found.stdout.strip()) / "plugins" / "strategy"
 
 
 def ssh_wrappers(bench: Bench) -> Path:
