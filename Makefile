@@ -112,7 +112,8 @@ fuzz: $(STAMP)
 # site.yml on the lab inventory over SSH, the project's ansible.cfg against Ansible's defaults
 # (fresh nodes, then nothing to change). Hold the Molecule lock while it measures:
 #   flock /tmp/beam-fleet-molecule.lock make deploy-timing
-# DEPLOY_TIMING_ARGS='--rtt-ms 30' adds 30 ms round trips (netem; needs CONFIG_NET_SCH_NETEM).
+# DEPLOY_TIMING_ARGS='--rtt-ms 30' adds 30 ms round trips (a delaying proxy before each sshd);
+# '--configs tuned,defaults,mitogen' times the opt-in Mitogen strategy too.
 deploy-timing: $(STAMP)
 	molecule/scripts/ansible-venv.sh >/dev/null
 	molecule/scripts/docker-setup.sh

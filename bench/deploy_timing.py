@@ -42,13 +42,13 @@ measuring: `flock /tmp/beam-fleet-molecule.lock make deploy-timing`.
 
 Network latency (--rtt-ms N): a real fleet is Raspberry Pis on Wi-Fi or at a remote site
 (10-50 ms round trips), where every SSH operation a task needs costs a round trip; the
-docker bridge has sub-ms ones. --rtt-ms N adds `tc qdisc replace dev eth0 root netem delay
-Nms` on each bench container's egress (the whole N on the node's side: the controller side
-is the host, which the bench leaves alone), so every controller <-> node round trip gets N ms
-longer. The containers have NET_ADMIN for this (and iproute2 is installed in them at bench
-time if the image lacks tc). The kernel needs sch_netem (CONFIG_NET_SCH_NETEM); without it
-the bench stops before timing anything and says so. The round trip is measured before and
-after adding the delay (median TCP connect time to each node's sshd) and printed.
+docker bridge has sub-ms ones. --rtt-ms N puts a delaying TCP proxy on 127.0.0.1 in front
+of each node's sshd (bench/latency_proxy.py: every chunk is forwarded N/2 ms after it
+arrived, each way), and Ansible connects through it, so every controller <-> node round
+trip gets N ms longer. In user space because this machine's kernel has no netem; only the
+controller's SSH traffic is delayed (the agents reach the receiver directly). The delay is
+checked before anything is timed: the time from connecting to sshd's banner, direct and
+through the proxy (one way, so about N/2 more).
 
 Run: .venv/bin/python bench/deploy_timing.py [--rounds 2] [--profile] [--keep]
      [--rtt-ms 0] [--count-ssh] [--work-dir build/deploy-timing]
@@ -68,6 +68,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
+
+from latency_proxy import DelayProxies, banner_delay_ms
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("BEAM_NODE_IMAGE", "beam-fleet/node:bookworm")
@@ -113,6 +116,9 @@ class Bench:
     counter: int = 0
     # measured controller -> node round trips (ms, median over the nodes), in order
     rtts: list[tuple[str, float]] = field(default_factory=list)
+    proxies: Optional[DelayProxies] = None
+    # container -> (host, port) Ansible's SSH connects to: the node, or its delaying proxy
+    endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def secrets(self) -> Path:
@@ -187,32 +193,29 @@ def measure_rtt(addresses: dict[str, str], tries: int = 7) -> float:
 
 
 def add_latency(bench: Bench, addresses: dict[str, str], label: str) -> None:
-    """netem delay of bench.rtt_ms on each node's egress; RTT measured before and after."""
+    """Where Ansible's SSH connects: each node directly, or with --rtt-ms through a proxy
+    on 127.0.0.1 that delays each way by half the RTT; the delay is measured, not assumed."""
     before = measure_rtt(addresses)
-    bench.rtts.append((f"{label}: before", before))
+    bench.rtts.append((f"{label}: TCP connect, direct", before))
+    bench.endpoints = {container: (address, 22) for container, address in addresses.items()}
     if bench.rtt_ms == 0:
         say(f"RTT to the nodes {before:.2f} ms (no delay added)")
         return
-    for container in addresses:
-        result = subprocess.run(
-            ["docker", "exec", container, "sh", "-c",
-             "command -v tc >/dev/null || { apt-get update -qq && "
-             "DEBIAN_FRONTEND=noninteractive apt-get install -qq -y iproute2 >/dev/null; } && "
-             f"tc qdisc replace dev eth0 root netem delay {bench.rtt_ms}ms"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise SystemExit(
-                f"--rtt-ms: `tc qdisc replace dev eth0 root netem delay {bench.rtt_ms}ms` "
-                f'failed in {container}: {result.stderr.strip()!r}. "Specified qdisc kind is '
-                'unknown" means this kernel has no sch_netem (CONFIG_NET_SCH_NETEM; see '
-                "/proc/config.gz); nothing was timed."
-            )
-    after = measure_rtt(addresses)
-    bench.rtts.append((f"{label}: +{bench.rtt_ms} ms netem", after))
-    say(f"RTT to the nodes {before:.2f} ms before, {after:.2f} ms with netem {bench.rtt_ms} ms")
-    if after - before < 0.8 * bench.rtt_ms:
-        raise SystemExit(f"--rtt-ms {bench.rtt_ms}: the measured RTT is only {after:.2f} ms")
+    if bench.proxies is None:
+        bench.proxies = DelayProxies(bench.rtt_ms / 2)
+    direct, proxied = [], []
+    for container, address in addresses.items():
+        port = bench.proxies.add(address, 22)
+        bench.endpoints[container] = ("127.0.0.1", port)
+        direct.append(banner_delay_ms(22, address))
+        proxied.append(banner_delay_ms(port))
+    if None in direct or None in proxied:
+        raise SystemExit("--rtt-ms: an sshd did not send its banner, directly or via the proxy")
+    added = statistics.median(p for p in proxied if p) - statistics.median(d for d in direct if d)
+    bench.rtts.append((f"{label}: added by the proxy (2 x the banner's one-way delay)", 2 * added))
+    say(f"RTT to the nodes {before:.2f} ms direct; the proxies add {2 * added:.1f} ms")
+    if 2 * added < 0.8 * bench.rtt_ms:
+        raise SystemExit(f"--rtt-ms {bench.rtt_ms}: the proxies add only {2 * added:.1f} ms")
 
 
 def write_inventories(bench: Bench, addresses: dict[str, str]) -> tuple[Path, Path]:
@@ -227,7 +230,9 @@ def write_inventories(bench: Bench, addresses: dict[str, str]) -> tuple[Path, Pa
         for key in docker(
             "exec", container, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"
         ).splitlines():
-            lines.append(f"{address} {' '.join(key.split()[:2])}")
+            host, port = bench.endpoints.get(container, (address, 22))
+            name = host if port == 22 else f"[{host}]:{port}"
+            lines.append(f"{name} {' '.join(key.split()[:2])}")
     known_hosts.write_text("\n".join(lines) + "\n")
     via_docker, via_ssh = {}, {}
     for host, container in NODES.items():
@@ -242,7 +247,8 @@ def write_inventories(bench: Bench, addresses: dict[str, str]) -> tuple[Path, Pa
             # the short name, as a fleet inventory without ansible_connection has it: Mitogen
             # redirects "ssh" to its own transport, not "ansible.builtin.ssh"
             "ansible_connection": "ssh",
-            "ansible_host": addresses[container],
+            "ansible_host": bench.endpoints[container][0],
+            "ansible_port": bench.endpoints[container][1],
             "ansible_user": AUTOMATION_USER,
             "ansible_become": True,
             "ansible_ssh_private_key_file": str(bench.secrets / "ssh/hosts" / host / "id_ed25519"),
@@ -506,7 +512,7 @@ def main() -> None:
         "--rtt-ms",
         type=int,
         default=0,
-        help="add this round-trip latency to every node (netem on the node's egress)",
+        help="add this round-trip latency to every node (a delaying proxy before its sshd)",
     )
     parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "deploy-timing")
     options = parser.parse_args()

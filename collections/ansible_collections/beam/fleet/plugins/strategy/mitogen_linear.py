@@ -25,7 +25,8 @@ description:
     stops before the first task, saying so.
   - Only connections named C(ssh) (the default), C(local) and a few others are taken over
     by Mitogen; others, such as C(community.docker.docker), run as under C(linear).
-author: beam-fleet contributors
+author:
+  - beam-fleet contributors (@beam-fleet)
 """
 
 from ansible.errors import AnsibleError
