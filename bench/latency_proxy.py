@@ -78,14 +78,15 @@ async def _handle(
 
 
 class DelayProxies:
-    """One delaying proxy per target, served by an event loop in a daemon thread."""
+    """One delaying proxy per target, served by an event loop in a daemon thread (which
+    ends with the benchmark's process)."""
 
     def __init__(self, one_way_ms: float) -> None:
         self.delay_s = one_way_ms / 1000.0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.servers: list[asyncio.base_events.Server] = []
+        self.servers: list[asyncio.base_events.Server] = []  # held for the bench's lifetime
 
     def add(self, host: str, port: int) -> int:
         """Start a proxy to host:port; returns its port on 127.0.0.1."""
@@ -100,12 +101,6 @@ class DelayProxies:
             return bound
 
         return asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
-
-    def close(self) -> None:
-        for server in self.servers:
-            self.loop.call_soon_threadsafe(server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 def banner_delay_ms(port: int, host: str = "127.0.0.1", tries: int = 5) -> Optional[float]:
