@@ -53,7 +53,7 @@ sanity_venv() {
     mkdir -p "$HOME/.ansible/test/cache"
     cp "$REPO/molecule/scripts/get-pip-standin.py" "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 }
-lint() { PATH="$REPO/.venv-ansible/bin:$PATH" ansible-lint -c molecule/ansible-lint.yml; }
+lint() { PATH="$REPO/.venv-ansible/bin:$PATH" ansible-lint; }
 sanity() {
     # ansible-test lists a collection's files with git when it sits in a repository; a copy
     # outside git tests exactly the working tree (also before anything is committed).

@@ -25,6 +25,7 @@ else
         say "removed the beam-lab network"
     fi
 fi
+rm -f "$REPO/inventories/lab/fleet-more.yml"
 if [ "${1:-}" = "--purge" ]; then
     rm -rf "$REPO/inventories/lab/.secrets" "$REPO/dist/wheelhouse"
     say "removed the lab's controller secrets and the built wheelhouses"

@@ -16,11 +16,10 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.beam.fleet.plugins.module_utils.fleet import (
     NODE_VARIABLES,
-    SSH_VARIABLES,
     fleet_summary,
-    parse_date,
     validate_fleet,
 )
+from ansible_collections.beam.fleet.plugins.module_utils.ssh_access import SSH_VARIABLES, parse_date
 
 
 class ActionModule(ActionBase):
@@ -46,13 +45,16 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         args = self._task.args
-        hosts = args.get("hosts") or task_vars.get("groups", {}).get("all", [])
+        wanted = args.get("hosts")
         if args.get("nodes") is not None:
-            nodes = [n for n in args["nodes"] if n.get("beam_roles") is not None]
-            if args.get("hosts"):
-                nodes = [n for n in nodes if n.get("host") in args["hosts"]]
+            nodes = args["nodes"]
+            missing = [index for index, node in enumerate(nodes) if not isinstance(node, dict) or not node.get("host")]
+            if missing:
+                result.update(failed=True, msg="nodes[%d]: host is required" % missing[0])
+                return result
+            nodes = [n for n in nodes if n.get("beam_roles") is not None and (not wanted or n["host"] in wanted)]
         else:
-            nodes = self._inventory_nodes(task_vars, hosts)
+            nodes = self._inventory_nodes(task_vars, wanted or task_vars.get("groups", {}).get("all", []))
         groups = args.get("groups")
         if groups is None:
             groups = dict((k, list(v)) for k, v in task_vars.get("groups", {}).items())
@@ -63,13 +65,9 @@ class ActionModule(ActionBase):
                 result.update(failed=True, msg="today must be a date YYYY-MM-DD, got %r" % (args["today"],))
                 return result
         records, problems = validate_fleet(nodes, groups=groups, today=today)
-        summary = fleet_summary(records)
-        result.update(changed=False, problems=problems, nodes=records, fleet=summary)
-        facts = {"beam_fleet": summary}
-        me = task_vars.get("inventory_hostname")
-        if me in records:
-            facts["beam_fleet_node"] = records[me]
-        result["ansible_facts"] = facts
+        # No ansible_facts: facts land in the fact cache and would outlive the inventory they
+        # were checked from. Callers register the result (see the module's EXAMPLES).
+        result.update(changed=False, problems=problems, nodes=records, fleet=fleet_summary(records))
         if problems:
             result["failed"] = True
             result["msg"] = "the inventory does not describe a valid fleet (%d problems):\n%s" % (

@@ -20,18 +20,7 @@ _TIMESTAMP = re.compile(
 )
 
 
-class _UTC(datetime.tzinfo):
-    def utcoffset(self, dt):
-        return datetime.timedelta(0)
-
-    def tzname(self, dt):
-        return "UTC"
-
-    def dst(self, dt):
-        return datetime.timedelta(0)
-
-
-UTC = _UTC()
+UTC = datetime.timezone.utc
 
 
 def parse_timestamp(text):

@@ -7,6 +7,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+# Documentation only: the action plugin plugins/action/fleet_validate.py does the work on the
+# controller, where every host's variables are (the rules are in module_utils/fleet.py).
+
 DOCUMENTATION = r"""
 ---
 module: fleet_validate
@@ -22,9 +25,11 @@ description:
     C(beam_ssh_automation_keys), C(beam_ssh_revoked_keys)) - an unknown group, a malformed
     public key, a bad expiry date, a duplicate operator name or a key declared for two
     operators - and resolves which operator keys may log in on each node (C(ssh) in RV(nodes)).
-  - Resolves, for each agent, the receiver URL it pushes to and returns it as the fact
-    C(beam_fleet_node) for the host the task runs for, so roles need not repeat the rules.
+  - Resolves, for each agent, the receiver URL it pushes to, and returns every node's checked
+    record in RV(nodes), so roles need not repeat the rules.
   - Runs on the controller (an action plugin reads the inventory); it does not connect to the node.
+    Run it once per playbook run (C(run_once)) and register its result; the private task file
+    C(beam.fleet._common) C(validate.yml) does so and sets each node's record as C(beam_fleet_node).
 options:
   hosts:
     description:
@@ -39,13 +44,13 @@ options:
         C(beam_tags), C(beam_sensors), C(beam_receiver), C(beam_receiver_url), C(beam_receiver_port).
       - May also hold C(group_names) and the SSH variables C(beam_ssh_automation_user),
         C(beam_ssh_automation_keys), C(beam_ssh_operators) and C(beam_ssh_revoked_keys).
-      - Mainly for tests and for fleets described outside an Ansible inventory.
+      - For fleets described outside an Ansible inventory, and for tests.
     type: list
     elements: dict
   groups:
     description:
       - The inventory's groups, each a list of its hosts, to check the operators' C(groups) against.
-      - Defaults to the inventory's C(groups) in the action plugin, and to the nodes' C(group_names) otherwise.
+      - Defaults to the inventory's C(groups); the nodes' C(group_names) are always added.
     type: dict
   today:
     description:
@@ -75,8 +80,15 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Refuse an invalid inventory before touching any node
+- name: Refuse an invalid inventory before touching any node, once for the whole play
   beam.fleet.fleet_validate:
+  register: beam_fleet_validation
+  run_once: true
+
+- name: Give each node its checked record
+  ansible.builtin.set_fact:
+    beam_fleet_node: "{{ beam_fleet_validation.nodes[inventory_hostname] }}"
+  when: inventory_hostname in beam_fleet_validation.nodes
 
 - name: Check a fleet described as data
   beam.fleet.fleet_validate:
@@ -129,63 +141,4 @@ fleet:
   returned: always
   type: dict
   sample: {nodes: 2, agents: [pi1], receivers: [rx1], sites: {lab: [pi1, rx1]}, architectures: {}}
-ansible_facts:
-  description: Facts set for the host the task runs for (action plugin only).
-  returned: when run for a fleet node
-  type: dict
-  contains:
-    beam_fleet_node:
-      description: This host's entry of RV(nodes).
-      type: dict
-      returned: when the host is a fleet node
-    beam_fleet:
-      description: Same as RV(fleet).
-      type: dict
-      returned: always
 """
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.beam.fleet.plugins.module_utils.fleet import fleet_summary, parse_date, validate_fleet
-
-
-def run_module():
-    module = AnsibleModule(
-        argument_spec=dict(
-            hosts=dict(type="list", elements="str"),
-            nodes=dict(type="list", elements="dict"),
-            groups=dict(type="dict"),
-            today=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
-    nodes = module.params["nodes"] or []
-    missing = [index for index, node in enumerate(nodes) if not node.get("host")]
-    if missing:
-        module.fail_json(msg="nodes[%d]: host is required" % missing[0])
-    wanted = module.params["hosts"]
-    if wanted is not None:
-        nodes = [node for node in nodes if node["host"] in wanted]
-    nodes = [node for node in nodes if node.get("beam_roles") is not None]
-    today = None
-    if module.params["today"] is not None:
-        today = parse_date(module.params["today"])
-        if today is None:
-            module.fail_json(msg="today must be a date YYYY-MM-DD, got %r" % module.params["today"])
-    records, problems = validate_fleet(nodes, groups=module.params["groups"], today=today)
-    result = dict(changed=False, problems=problems, nodes=records, fleet=fleet_summary(records))
-    if problems:
-        module.fail_json(
-            msg="the inventory does not describe a valid fleet (%d problems):\n%s"
-            % (len(problems), "\n".join(problems)),
-            **result
-        )
-    module.exit_json(**result)
-
-
-def main():
-    run_module()
-
-
-if __name__ == "__main__":
-    main()

@@ -18,8 +18,9 @@ def test_argument_specs_equal_defaults(role):
     for name, option in options.items():
         assert option["default"] == defaults[name], name
         assert option["description"], name
-        assert name.startswith(f"beam_{role}_"), f"{name} is not prefixed with the role name"
+        # the private role _common's variables are beam_common_*
+        assert name.startswith(f"beam_{role.lstrip('_')}_"), f"{name} is not prefixed with the role name"
 
 
 def test_every_role_has_specs():
-    assert ROLES == ["agent", "base", "receiver", "ssh_access", "wheelhouse"]
+    assert ROLES == ["_common", "agent", "base", "receiver", "ssh_access", "wheelhouse"]

@@ -1,49 +1,70 @@
-"""fleet_validate as a module (nodes given) and as the action plugin a playbook runs."""
+"""fleet_validate, the action plugin a playbook runs: on nodes given as data and on inventories."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from conftest import COLLECTIONS_ROOT, REPOSITORY, run_module
-
-from ansible_collections.beam.fleet.plugins.modules import fleet_validate
+from conftest import COLLECTIONS_ROOT, REPOSITORY
 
 BIN = Path(sys.executable).parent
 
 
-def test_module_accepts_a_valid_fleet(capsys):
-    result, failed = run_module(
-        fleet_validate.main,
-        {"nodes": [
-            {"host": "rx", "beam_roles": ["receiver"], "beam_site": "lab", "beam_arch": "x86_64"},
-            {"host": "pi", "beam_roles": ["agent"], "beam_site": "lab", "beam_arch": "aarch64"},
-            {"host": "other"},  # not a fleet node: no beam_roles
-        ]},
-        capsys,
-    )
-    assert not failed
+NODES_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - beam.fleet.fleet_validate:
+        nodes: {nodes}
+      register: validation
+      ignore_errors: true
+    - ansible.builtin.copy:
+        content: "{{{{ validation | to_json }}}}"
+        dest: {out}
+"""
+
+
+def validate_nodes(tmp_path: Path, nodes: list) -> dict:
+    """The action plugin's result for nodes given as data (no inventory), from a real run."""
+    out = tmp_path / "result.json"
+    (tmp_path / "nodes.yml").write_text(NODES_PLAY.format(nodes=json.dumps(nodes), out=out))
+    run = ansible(tmp_path, "ansible-playbook", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "nodes.yml"))
+    assert out.exists(), run.stdout[-3000:] + run.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_nodes_given_as_data_are_accepted(tmp_path):
+    result = validate_nodes(tmp_path, [
+        {"host": "rx", "beam_roles": ["receiver"], "beam_site": "lab", "beam_arch": "x86_64"},
+        {"host": "pi", "beam_roles": ["agent"], "beam_site": "lab", "beam_arch": "aarch64"},
+        {"host": "other"},  # not a fleet node: no beam_roles
+    ])
+    assert not result.get("failed")
     assert sorted(result["nodes"]) == ["pi", "rx"]
     assert result["nodes"]["pi"]["api_url"] == "http://rx:8000"
     assert result["fleet"]["receivers"] == ["rx"]
+    assert "ansible_facts" not in result  # never cached: a stale record cannot outlive its inventory
 
 
-def test_module_refuses_with_every_problem(capsys):
-    result, failed = run_module(
-        fleet_validate.main,
-        {"nodes": [
-            {"host": "a", "beam_roles": ["agent"], "beam_site": "lab", "beam_arch": "x86_64"},
-            {"host": "b", "beam_roles": ["agnet"], "beam_site": "lab", "beam_arch": "x86_64"},
-        ]},
-        capsys,
-    )
-    assert failed
+def test_nodes_given_as_data_are_refused_with_every_problem(tmp_path):
+    result = validate_nodes(tmp_path, [
+        {"host": "a", "beam_roles": ["agent"], "beam_site": "lab", "beam_arch": "x86_64"},
+        {"host": "b", "beam_roles": ["agnet"], "beam_site": "lab", "beam_arch": "x86_64"},
+    ])
+    assert result["failed"]
     assert "(2 problems)" in result["msg"]
     assert result["problems"][0].startswith("a: beam_receiver: agent points at no receiver")
     assert result["problems"][1] == "b: beam_roles: unknown role 'agnet' (known: agent, receiver)"
+
+
+def test_a_node_without_host_is_refused(tmp_path):
+    result = validate_nodes(tmp_path, [{"beam_roles": ["agent"]}])
+    assert result["failed"]
+    assert result["msg"] == "nodes[0]: host is required"
 
 
 def ansible(tmp_path: Path, program: str, *args: str) -> subprocess.CompletedProcess:
