@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,3 +25,18 @@ def run_module(main, args, capsys):
         main()
     result = json.loads(capsys.readouterr().out)
     return result, exited.value.code != 0
+
+
+def ansible(tmp_path: Path, program: str, *args: str) -> subprocess.CompletedProcess:
+    """Run an Ansible program of this venv on this checkout's collection, as an operator would."""
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT),
+        ANSIBLE_CONFIG=str(REPOSITORY / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+    )
+    return subprocess.run(
+        [str(Path(sys.executable).parent / program), *args], cwd=REPOSITORY, env=env,
+        capture_output=True, text=True, timeout=240, check=False,
+    )

@@ -11,13 +11,12 @@ else:
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from werkzeug.security import check_password_hash
-
 from ansible_collections.beam.fleet.plugins.filter.beam_filters import (
     token_hash,
     toml_value,
     werkzeug_pbkdf2,
 )
+from werkzeug.security import check_password_hash
 
 
 @pytest.mark.parametrize(

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import COLLECTIONS_ROOT, REPOSITORY
-
-BIN = Path(sys.executable).parent
+from conftest import ansible
 
 PLAY = """
 - hosts: node
@@ -33,17 +30,7 @@ def lookup(tmp_path: Path, expression: str, *extra: str) -> subprocess.Completed
         f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
     )
     (tmp_path / "play.yml").write_text(PLAY.format(expression=expression, out=tmp_path / "out.json"))
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT),
-        ANSIBLE_CONFIG=str(REPOSITORY / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-    )
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(tmp_path / "play.yml"), *extra],
-        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=240, check=False,
-    )
+    return ansible(tmp_path, "ansible-playbook", "-i", str(inventory), str(tmp_path / "play.yml"), *extra)
 
 
 def result(tmp_path: Path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.beam.fleet.plugins.module_utils.fleet import (
     check_sensor,
     fleet_summary,

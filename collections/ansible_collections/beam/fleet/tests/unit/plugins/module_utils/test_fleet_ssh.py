@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime
 
-from ssh_fixtures import KEY_A, KEY_B, KEY_RSA, PRINT_A, PRINT_B
-
 from ansible_collections.beam.fleet.plugins.module_utils.fleet import validate_fleet
+from ssh_fixtures import KEY_A, KEY_B, KEY_RSA, PRINT_A, PRINT_B
 
 TODAY = datetime.date(2026, 6, 1)
 GROUPS = {"all": ["rx", "pi1", "pi2"], "beam_fleet": ["rx", "pi1", "pi2"], "site_roof": ["pi1"], "role_receiver": ["rx"]}

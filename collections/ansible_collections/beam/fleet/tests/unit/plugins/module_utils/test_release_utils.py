@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from ansible_collections.beam.fleet.plugins.module_utils import release
 
 AT = "2026-02-15T19:06:00.000000Z"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 
-from conftest import REPOSITORY
-
 from ansible_collections.beam.fleet.plugins.module_utils.sensor_types import SENSOR_TYPES
+from conftest import REPOSITORY
 
 SYNC = REPOSITORY / "molecule" / "scripts" / "sync-sensor-types.py"
 

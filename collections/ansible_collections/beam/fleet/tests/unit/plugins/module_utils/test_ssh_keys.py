@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-from ssh_fixtures import KEY_A, KEY_RSA, PRINT_A, PRINT_RSA
-
 from ansible_collections.beam.fleet.plugins.module_utils.ssh_keys import (
     KeyFormatError,
     expand_authorized_keys_file,
@@ -16,6 +14,7 @@ from ansible_collections.beam.fleet.plugins.module_utils.ssh_keys import (
     parse_sshd_authorized_keys_file,
     read_authorized_keys,
 )
+from ssh_fixtures import KEY_A, KEY_RSA, PRINT_A, PRINT_RSA
 
 
 def test_fingerprints_equal_ssh_keygen():

@@ -6,9 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from conftest import run_module
-
 from ansible_collections.beam.fleet.plugins.modules import agent_health
+from conftest import run_module
 
 
 def fake_agent(tmp_path: Path, document, exit_code: int = 0, stderr: str = "") -> Path:

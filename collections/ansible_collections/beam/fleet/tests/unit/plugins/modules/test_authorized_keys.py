@@ -6,10 +6,9 @@ import os
 import pwd
 
 import pytest
+from ansible_collections.beam.fleet.plugins.modules import authorized_keys
 from conftest import run_module
 from ssh_fixtures import KEY_A, KEY_B, KEY_RSA, PRINT_A, PRINT_B, PRINT_RSA
-
-from ansible_collections.beam.fleet.plugins.modules import authorized_keys
 
 
 @pytest.fixture

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pwd
 
+from ansible_collections.beam.fleet.plugins.modules import authorized_keys_info
 from conftest import run_module
 from ssh_fixtures import KEY_A, KEY_B, KEY_RSA, PRINT_A, PRINT_B, PRINT_RSA
-
-from ansible_collections.beam.fleet.plugins.modules import authorized_keys_info
 
 
 def test_audit_names_owners_and_flags_undeclared_keys():

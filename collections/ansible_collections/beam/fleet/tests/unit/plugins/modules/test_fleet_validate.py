@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from conftest import COLLECTIONS_ROOT, REPOSITORY
-
-BIN = Path(sys.executable).parent
-
+from conftest import REPOSITORY, ansible
 
 NODES_PLAY = """
 - hosts: localhost
@@ -65,20 +60,6 @@ def test_a_node_without_host_is_refused(tmp_path):
     result = validate_nodes(tmp_path, [{"beam_roles": ["agent"]}])
     assert result["failed"]
     assert result["msg"] == "nodes[0]: host is required"
-
-
-def ansible(tmp_path: Path, program: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT),
-        ANSIBLE_CONFIG=str(REPOSITORY / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-    )
-    return subprocess.run(
-        [str(BIN / program), *args], cwd=REPOSITORY, env=env,
-        capture_output=True, text=True, timeout=240, check=False,
-    )
 
 
 PLAY = """

@@ -8,11 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-
-from conftest import run_module
-
 from ansible_collections.beam.fleet.plugins.module_utils import release as release_utils
 from ansible_collections.beam.fleet.plugins.modules import release
+from conftest import run_module
 
 
 def install(root: Path, version: str, complete: bool = True, mtime: float | None = None) -> Path:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import errno
 
-from serial.tools.list_ports_common import ListPortInfo
-
 from ansible_collections.beam.fleet.plugins.module_utils import discovery
 from ansible_collections.beam.fleet.plugins.modules import sensor_facts
+from serial.tools.list_ports_common import ListPortInfo
 
 
 class FakeSMBus:
