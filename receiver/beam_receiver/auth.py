@@ -191,11 +191,6 @@ def require_operator(view: F) -> F:
     return cast(F, wrapper)
 
 
-def current_caller() -> Optional[Caller]:
-    caller: Optional[Caller] = g.get("caller")
-    return caller
-
-
 # -- dashboard users -------------------------------------------------------------------------
 
 

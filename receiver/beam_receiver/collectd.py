@@ -1,4 +1,4 @@
-"""collectd's write_http `Format "JSON"` body as readings, and how they are stored.
+"""collectd's write_http `Format "JSON"` body as readings.
 
 collectd posts a JSON array of value lists:
 
@@ -12,28 +12,23 @@ sensor_type = "collectd", payload = {type[-type_instance]: {dsname: value, ...}}
 time (collectd sends milliseconds). A value is a number, or null where collectd had NaN.
 
 Identity. Readings are keyed by (device_id, seq) and the agent's seqs are 1, 2, 3 ...;
-collectd has no seq and never retries. So the receiver numbers collectd's readings itself,
-downwards from -1 per device, inside the same write transaction that stores them (the
-writer lock serialises the numbering). The two ranges never meet, so the agent's
-exactly-once path is untouched even when an agent and collectd share a device id. A value
-list that is already stored (same device, sensor, time and payload) counts as a duplicate
-and is not stored again, so a re-sent body is harmless too.
+collectd has no seq and never retries. So its readings leave here with seq None, and
+storage.Database.insert_readings numbers them downwards from -1 per device in the
+transaction that stores them; a value list that is already stored (same device, sensor,
+time and payload) counts as a duplicate, so a re-sent body is harmless too.
 
-No Flask here: the blueprint is api/collectd.py.
+No Flask and no SQL here: the blueprint is api/collectd.py, the ingest path api/ingest.py.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
-from beam_receiver.storage import INSERT_READING, UPSERT_SENSOR, Database, InsertResult
-from beam_receiver.timestamps import format_ms, now_ms
+from beam_receiver.storage import INT64_MAX, INT64_MIN, NewReading
+from beam_receiver.timestamps import format_ms
 from beam_receiver.validation import (
     ENCODER,
-    INT64_MAX,
-    INT64_MIN,
     MAX_DETAILS,
     MAX_NAME_LENGTH,
     Problems,
@@ -58,26 +53,6 @@ REQUIRED_FIELDS = (
 OPTIONAL_FIELDS = ("meta",)  # written by collectd when a value list carries metadata; ignored
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 DS_TYPES = ("gauge", "derive", "counter", "absolute")
-
-# The lowest seq this device holds: the (device_id, seq) unique index answers it in one probe.
-LOWEST_SEQ = "SELECT MIN(seq) FROM readings WHERE device_id = ?"
-# Is this value list stored already? The (device_id, sensor, ts_ms) index narrows it to the
-# few readings of that sensor at that instant.
-ALREADY_STORED = """
-    SELECT 1 FROM readings
-    WHERE device_id = ? AND sensor = ? AND ts_ms = ? AND sensor_type = ? AND payload = ?
-    LIMIT 1
-"""
-
-
-class ValueList(NamedTuple):
-    """A checked value list, as the reading it becomes (the seq is given when it is stored)."""
-
-    device_id: str
-    sensor: str
-    timestamp: str
-    ts_ms: int
-    payload: str  # JSON text: {type[-type_instance]: {dsname: value}}
 
 
 def _is_number(value: Any) -> bool:
@@ -217,7 +192,8 @@ def _check_interval(item: dict[str, Any], problems: Problems, index: int) -> Non
 
 def _value_list(
     item: Any, index: int, device_id: str, problems: Problems, now: int, max_future_ms: int
-) -> Optional[ValueList]:
+) -> Optional[NewReading]:
+    """The reading a value list becomes, without a seq: storage numbers it."""
     if not isinstance(item, dict):
         problems.add(None, f"a value list must be a JSON object, not {json_type(item)}", index)
         return None
@@ -244,12 +220,14 @@ def _value_list(
     if problems.count > before or sensor is None or key is None or sources is None:
         return None
     assert epoch_ms is not None
-    return ValueList(
+    return NewReading(
         device_id=device_id,
+        seq=None,
         sensor=sensor,
+        sensor_type=SENSOR_TYPE,
         timestamp=format_ms(epoch_ms),
         ts_ms=epoch_ms,
-        payload=ENCODER.encode({key: sources}),
+        payload=ENCODER.encode({key: sources}),  # {type[-type_instance]: {dsname: value}}
     )
 
 
@@ -289,7 +267,7 @@ def foreign_hosts(items: list[Any], device_id: str) -> list[dict[str, Any]]:
 
 def parse_value_lists(
     items: list[Any], device_id: str, now: int, max_future_ms: int
-) -> list[ValueList]:
+) -> list[NewReading]:
     """Every value list checked; any problem anywhere rejects the whole body."""
     problems = Problems()
     parsed = []
@@ -303,64 +281,3 @@ def parse_value_lists(
         else "The value list is invalid; nothing was stored."
     )
     return parsed
-
-
-def store_value_lists(
-    database: Database, value_lists: Sequence[ValueList], received_at_ms: Optional[int] = None
-) -> InsertResult:
-    """Store them in one transaction with receiver-assigned seqs below every seq in use.
-
-    One device per call (the token's). A value list already stored, or twice in the body,
-    is counted as a duplicate.
-    """
-    received = now_ms() if received_at_ms is None else received_at_ms
-    devices = {value_list.device_id for value_list in value_lists}
-    if len(devices) > 1:
-        raise ValueError(f"one device per call, not {sorted(devices)}")
-    with database.transaction() as connection:
-        seen: set[tuple[str, int, str]] = set()
-        new: list[ValueList] = []
-        for value_list in value_lists:
-            identity = (value_list.sensor, value_list.ts_ms, value_list.payload)
-            if identity in seen:
-                continue
-            seen.add(identity)
-            stored = connection.execute(
-                ALREADY_STORED,
-                (
-                    value_list.device_id,
-                    value_list.sensor,
-                    value_list.ts_ms,
-                    SENSOR_TYPE,
-                    value_list.payload,
-                ),
-            ).fetchone()
-            if stored is None:
-                new.append(value_list)
-        if new:
-            lowest = connection.execute(LOWEST_SEQ, (new[0].device_id,)).fetchone()[0]
-            first = min(int(lowest or 0), 0) - 1
-            if first - len(new) < INT64_MIN:
-                raise ValueError("this device has used up the receiver-assigned seq range")
-            connection.executemany(
-                INSERT_READING,
-                [
-                    (
-                        v.device_id,
-                        first - offset,
-                        v.sensor,
-                        SENSOR_TYPE,
-                        v.timestamp,
-                        v.ts_ms,
-                        v.payload,
-                        received,
-                    )
-                    for offset, v in enumerate(new)
-                ],
-            )
-            sensors = {v.sensor for v in new}
-            connection.executemany(
-                UPSERT_SENSOR,
-                [(new[0].device_id, s, SENSOR_TYPE, received, received) for s in sorted(sensors)],
-            )
-    return InsertResult(accepted=len(new), duplicates=len(value_lists) - len(new))

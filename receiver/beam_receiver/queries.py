@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
-from beam_receiver.storage import json_path
+from beam_receiver.storage import INT64_MAX, json_path
 from beam_receiver.timestamps import TimestampError, parse_rfc3339
-from beam_receiver.validation import INT64_MAX, Problems, name_problem
+from beam_receiver.validation import Problems, name_problem
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100

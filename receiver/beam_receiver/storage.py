@@ -100,6 +100,10 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
+# SQLite's INTEGER range: what a seq, and any integer in a payload, must fit in.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
 INSERT_READING = """
     INSERT INTO readings
         (device_id, seq, sensor, sensor_type, timestamp, ts_ms, payload, received_at_ms)
@@ -112,6 +116,15 @@ UPSERT_SENSOR = """
     ON CONFLICT (device_id, sensor) DO UPDATE SET
         sensor_type = excluded.sensor_type,
         last_received_ms = excluded.last_received_ms
+"""
+# The lowest seq this device holds: the (device_id, seq) unique index answers it in one probe.
+LOWEST_SEQ = "SELECT MIN(seq) FROM readings WHERE device_id = ?"
+# Is a reading without a seq stored already? The (device_id, sensor, ts_ms) index narrows it
+# to the few readings of that sensor at that instant.
+ALREADY_STORED = """
+    SELECT 1 FROM readings
+    WHERE device_id = ? AND sensor = ? AND ts_ms = ? AND sensor_type = ? AND payload = ?
+    LIMIT 1
 """
 READING_COLUMNS = "id, device_id, sensor, sensor_type, payload, timestamp, seq, received_at_ms"
 # The only WHERE fragments a readings query can be built from.
@@ -202,10 +215,14 @@ NODE_COLUMNS = (
 
 
 class NewReading(NamedTuple):
-    """A validated reading, in the column order of INSERT_READING (received_at_ms aside)."""
+    """A validated reading, in the column order of INSERT_READING (received_at_ms aside).
+
+    Every endpoint that writes readings hands them to storage in this one form. seq is None
+    when the sender has none (collectd): insert_readings numbers those itself.
+    """
 
     device_id: str
-    seq: int
+    seq: Optional[int]
     sensor: str
     sensor_type: str
     timestamp: str
@@ -320,6 +337,68 @@ def _node_dict(row: Sequence[Any]) -> dict[str, Any]:
     node["tags"] = json.loads(node["tags"])
     node["metrics"] = json.loads(node["metrics"])
     return node
+
+
+def _insert_numbered(
+    connection: sqlite3.Connection, readings: Sequence[NewReading], received: int
+) -> int:
+    """The sender's own seqs (an agent's, 1 and up): a (device_id, seq) already stored, or
+    twice in the batch, is a duplicate and the first stored copy wins. Returns how many
+    were new."""
+    if not readings:
+        return 0
+    sensors = {(r.device_id, r.sensor): r.sensor_type for r in readings}
+    cursor = connection.executemany(INSERT_READING, [(*reading, received) for reading in readings])
+    connection.executemany(
+        UPSERT_SENSOR, [(d, s, t, received, received) for (d, s), t in sensors.items()]
+    )
+    return cursor.rowcount
+
+
+def _insert_unnumbered(
+    connection: sqlite3.Connection, readings: Sequence[NewReading], received: int
+) -> int:
+    """Readings whose sender has no seq and never retries (collectd): numbered here, inside
+    the caller's write transaction, downwards from -1 per device.
+
+    The write lock serialises the numbering, and the range never meets the agents' seqs
+    (1 and up), so their exactly-once path is untouched even on a shared device id. With
+    no seq to compare, a reading whose device, sensor, time, type and payload are stored
+    already (or earlier in the batch) is the duplicate. Returns how many were new.
+    """
+    seen: set[tuple[str, str, int, str, str]] = set()
+    new: dict[str, list[NewReading]] = {}  # device_id -> its new readings, in batch order
+    for reading in readings:
+        identity = (
+            reading.device_id,
+            reading.sensor,
+            reading.ts_ms,
+            reading.sensor_type,
+            reading.payload,
+        )
+        if identity in seen:
+            continue
+        seen.add(identity)
+        if connection.execute(ALREADY_STORED, identity).fetchone() is None:
+            new.setdefault(reading.device_id, []).append(reading)
+    for device_id, fresh in new.items():
+        lowest = connection.execute(LOWEST_SEQ, (device_id,)).fetchone()[0]
+        first = min(int(lowest or 0), 0) - 1
+        if first - len(fresh) < INT64_MIN:
+            raise ValueError(f"{device_id!r} has used up the receiver-assigned seq range")
+        connection.executemany(
+            INSERT_READING,
+            [
+                (*reading._replace(seq=first - offset), received)
+                for offset, reading in enumerate(fresh)
+            ],
+        )
+        sensors = {reading.sensor: reading.sensor_type for reading in fresh}
+        connection.executemany(
+            UPSERT_SENSOR,
+            [(device_id, s, sensors[s], received, received) for s in sorted(sensors)],
+        )
+    return sum(len(fresh) for fresh in new.values())
 
 
 def json_path(field: str) -> str:
@@ -446,18 +525,14 @@ class Database:
     def insert_readings(
         self, readings: Sequence[NewReading], received_at_ms: Optional[int] = None
     ) -> InsertResult:
-        """Store a batch in one transaction; a (device_id, seq) already stored is a duplicate."""
+        """Store a batch in one transaction, all or nothing; what is stored already is a
+        duplicate, counted but not stored again (see _insert_numbered, _insert_unnumbered)."""
         received = now_ms() if received_at_ms is None else received_at_ms
-        sensors = {(r.device_id, r.sensor): r.sensor_type for r in readings}
+        numbered = [reading for reading in readings if reading.seq is not None]
+        unnumbered = [reading for reading in readings if reading.seq is None]
         with self.transaction() as connection:
-            cursor = connection.executemany(
-                INSERT_READING, [(*reading, received) for reading in readings]
-            )
-            accepted = cursor.rowcount
-            connection.executemany(
-                UPSERT_SENSOR,
-                [(d, s, t, received, received) for (d, s), t in sensors.items()],
-            )
+            accepted = _insert_numbered(connection, numbered, received)
+            accepted += _insert_unnumbered(connection, unnumbered, received)
         return InsertResult(accepted=accepted, duplicates=len(readings) - accepted)
 
     def query_readings(

@@ -15,11 +15,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from beam_receiver.storage import Heartbeat, NewReading, Registration
+from beam_receiver.storage import INT64_MAX, INT64_MIN, Heartbeat, NewReading, Registration
 from beam_receiver.timestamps import TimestampError, format_ms, parse_rfc3339
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 MAX_NAME_LENGTH = 128
 MAX_TEXT_LENGTH = 1024
 MAX_DEPTH = 32

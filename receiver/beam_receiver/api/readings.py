@@ -6,13 +6,12 @@ from typing import Any
 
 from flask import Blueprint, g
 
+from beam_receiver.api.ingest import WireFormat, ingest
 from beam_receiver.api.params import invalid, query_args
 from beam_receiver.auth import require_device, require_operator
-from beam_receiver.body import read_json_body
-from beam_receiver.errors import ApiError
 from beam_receiver.queries import parse_latest_query, parse_readings_query
 from beam_receiver.state import get_state
-from beam_receiver.timestamps import now_ms
+from beam_receiver.storage import NewReading
 from beam_receiver.validation import (
     ValidationError,
     foreign_devices,
@@ -23,35 +22,20 @@ from beam_receiver.validation import (
 bp = Blueprint("readings", __name__)
 
 
+def _parse(items: list[Any], device_id: str, now: int, max_future_ms: int) -> list[NewReading]:
+    """A reading names its own device_id, already checked against the token's."""
+    return parse_readings(items, now, max_future_ms)
+
+
+# The agent's format: one reading, or {"readings": [...]}, each with its device_id and seq.
+READINGS = WireFormat(items=reading_items, foreign=foreign_devices, parse=_parse)
+
+
 @bp.post("/api/readings")
 @require_device
-def post_readings() -> dict[str, Any]:
+def post_readings() -> dict[str, int]:
     """Store one reading or a batch, all or nothing; resent readings count as duplicates."""
-    state = get_state()
-    device_id = g.caller.name
-    count = 1
-    try:
-        items = reading_items(read_json_body(state.config.max_body_bytes))
-        count = len(items)
-        foreign = foreign_devices(items, device_id)
-        if foreign:
-            raise ApiError(
-                403,
-                "forbidden",
-                f"A device writes only as itself; this token belongs to {device_id!r}.",
-                foreign,
-            )
-        readings = parse_readings(items, now_ms(), int(state.config.max_future_s * 1000))
-    except ValidationError as exc:
-        state.metrics.readings_rejected.labels("invalid_body").inc(count)
-        raise invalid(exc, "invalid_body") from exc
-    except ApiError as exc:
-        state.metrics.readings_rejected.labels(exc.error).inc(count)
-        raise
-    result = state.database.insert_readings(readings)
-    state.metrics.readings_accepted.labels(device_id).inc(result.accepted)
-    state.metrics.readings_duplicate.labels(device_id).inc(result.duplicates)
-    return {"accepted": result.accepted, "duplicates": result.duplicates}
+    return ingest(READINGS, g.caller.name)
 
 
 @bp.get("/api/readings")
