@@ -17,7 +17,7 @@ DOCUMENTATION = r"""
 ---
 name: fleet_secret
 author: beam-fleet contributors
-version_added: "0.2.0"
+version_added: "0.1.0"
 short_description: A secret of the fleet, created on the controller once and reused
 description:
   - Returns the secret stored at each term's path under the fleet's secrets directory,
