@@ -8,6 +8,8 @@
 #        BEAM_LAB_AGENTS (default 3; `make lab AGENTS=12`): how many agents. Agents beyond the
 #        three of inventories/lab/fleet.yml are written to inventories/lab/fleet-more.yml
 #        (generated, ignored by git); a smaller number removes the surplus containers.
+#        BEAM_LAB_DEPLOY=0: start the containers and write the inventory, deploy nothing
+#        (bench/lab_site_timing.sh times the deploy itself).
 # Undo:  molecule/scripts/lab-down.sh
 set -euo pipefail
 
@@ -84,6 +86,11 @@ for node in "${NODES[@]}"; do
         sleep 1
     done
 done
+
+if [ "${BEAM_LAB_DEPLOY:-1}" = 0 ]; then
+    say "containers up (${#NODES[@]}); BEAM_LAB_DEPLOY=0: nothing deployed"
+    exit 0
+fi
 
 cd "$REPO"
 export ANSIBLE_CONFIG="$REPO/ansible.cfg"

@@ -16,7 +16,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 name: fleet_secret
-author: beam-fleet contributors
+author: beam-fleet contributors (@beam-fleet)
 version_added: "0.1.0"
 short_description: A secret of the fleet, created on the controller once and reused
 description:

@@ -27,7 +27,10 @@ def validate_nodes(tmp_path: Path, nodes: list) -> dict:
     """The action plugin's result for nodes given as data (no inventory), from a real run."""
     out = tmp_path / "result.json"
     (tmp_path / "nodes.yml").write_text(NODES_PLAY.format(nodes=json.dumps(nodes), out=out))
-    run = ansible(tmp_path, "ansible-playbook", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "nodes.yml"))
+    run = ansible(
+        tmp_path, "ansible-playbook", "-i", "localhost,", "-c", "local",
+        "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "nodes.yml"),
+    )
     assert out.exists(), run.stdout[-3000:] + run.stderr[-2000:]
     return json.loads(out.read_text())
 
