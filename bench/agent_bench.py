@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,14 +23,15 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the receiver double lives in the test suite
+sys.path.insert(0, str(ROOT))  # tests.support: the receiver double and the agent process
 
-from beam_agent import __version__  # noqa: E402
-from beam_agent.push import ReceiverClient, drain  # noqa: E402
-from beam_agent.queue import ReadingQueue  # noqa: E402
-from beam_agent.reading import Reading, format_timestamp  # noqa: E402
+from beam_agent import __version__
+from beam_agent.push import ReceiverClient, drain
+from beam_agent.queue import ReadingQueue
+from beam_agent.reading import Reading, format_timestamp
 
-from tests.agent.receiver_double import ReceiverDouble  # noqa: E402
+from tests.support.agent import AgentProcess, write_agent_config
+from tests.support.receiver_double import ReceiverDouble
 
 BATCH = 500
 
@@ -96,24 +96,21 @@ def push_rate(directory: Path, readings: list[Reading]) -> float:
 def agent_footprint(directory: Path, seconds: float) -> tuple[float, float]:
     """CPU % of one core and peak RSS (MB) of `beam-agent run` with 20 sensors at 1 Hz."""
     with ReceiverDouble() as receiver:
-        token = directory / "token"
-        token.write_text("bench-token")
-        sensors = "".join(
-            f'[[sensor]]\nname = "v{i}"\ntype = "virtual"\ninterval_ms = 1000\nsignal = "sine"\n\n'
+        sensors = [
+            {"name": f"v{i}", "type": "virtual", "interval_ms": 1000, "signal": "sine"}
             for i in range(20)
+        ]
+        config = write_agent_config(
+            directory,
+            receiver.url,
+            sensors,
+            device_id="bench-0001",
+            token="bench-token",
+            telemetry={"interval_s": 30},
         )
-        config = directory / "config.toml"
-        config.write_text(
-            f'device_id = "bench-0001"\napi_url = "{receiver.url}"\n'
-            f'device_token_file = "{token}"\nstate_dir = "{directory / "state"}"\n'
-            f"[telemetry]\ninterval_s = 30\n\n{sensors}"
-        )
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "beam_agent", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-        )
+        agent = AgentProcess(config, to_console=True)
         try:
-            process = psutil.Process(agent.pid)
+            process = psutil.Process(agent.start().pid)
             time.sleep(3.0)  # start-up (imports, first registration) is not steady state
             before = process.cpu_times()
             started = time.monotonic()
@@ -124,8 +121,7 @@ def agent_footprint(directory: Path, seconds: float) -> tuple[float, float]:
             after = process.cpu_times()
             elapsed = time.monotonic() - started
         finally:
-            agent.terminate()
-            agent.wait(15)
+            agent.stop(15)
         stored = receiver.stored_count()
     cpu = (after.user + after.system - before.user - before.system) / elapsed * 100
     print(f"  (receiver stored {stored} readings from the 20-sensor agent)")

@@ -29,12 +29,10 @@ Run: .venv/bin/python bench/collectd_compare.py [--window-s 600] [--interval-s 1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -43,15 +41,18 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import psutil
-import requests
 
-from beam_agent.queue import open_read_only, read_status
-from beam_receiver.auth import hash_token
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the receiver and agents, as the tests start them
 
-BIN = Path(sys.executable).parent
+from tests.support.agent import AgentProcess, write_agent_config
+from tests.support.files import write_private
+from tests.support.receiver import ReceiverProcess, configure_receiver
+from tests.support.waiting import wait_for
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 APT_PACKAGES = ("collectd-core", "libyajl2", "libcurl3-gnutls")  # write_http needs the libs
 COLLECTD = "collectd-node"
@@ -79,13 +80,6 @@ def peak_rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def default_interface() -> str:
     """The interface of the default route (the one a node's traffic goes through)."""
     for line in Path("/proc/net/route").read_text().splitlines()[1:]:
@@ -93,14 +87,6 @@ def default_interface() -> str:
         if len(parts) > 1 and parts[1] == "00000000":
             return parts[0]
     return "lo"
-
-
-def write_private(path: Path, text: str) -> Path:
-    """Tokens and the collectd config (it holds a token): 0600 from the start."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    return path
 
 
 def ensure_collectd() -> str:
@@ -137,64 +123,15 @@ def collectd_version() -> str:
 # -- the receiver -------------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    config: Path
-    database: Path
-    url: str
-    log: Path
-    process: Optional[subprocess.Popen[bytes]] = None
-
-    def start(self) -> None:
-        log = self.log.open("ab")
-        self.process = subprocess.Popen(
-            [str(BIN / "beam-receiver"), "serve", "--config", str(self.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the receiver exited: see {self.log}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).ok:
-                    return
-            except requests.RequestException:  # not listening yet, or slow to answer
-                pass
-            time.sleep(0.1)
-        raise SystemExit("the receiver did not answer /healthz within 60 s")
-
-    def kill(self) -> None:
-        """SIGKILL to the gunicorn master and every worker: nothing finishes its request."""
-        assert self.process is not None
-        master = psutil.Process(self.process.pid)
-        for process in [*master.children(recursive=True), master]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def start_receiver(directory: Path, tokens: dict[str, str], workers: int) -> Receiver:
-    lines = ["[devices]", *(f'"{name}" = "{hash_token(t)}"' for name, t in tokens.items())]
-    write_private(directory / "tokens.toml", "\n".join(lines) + "\n")
-    port = free_port()
-    config = directory / "receiver.toml"
-    config.write_text(
-        f'listen = "127.0.0.1:{port}"\n'
-        f'database = "{directory / "receiver.db"}"\n'
-        f'tokens_file = "{directory / "tokens.toml"}"\n'
-        f"workers = {workers}\nthreads = 4\n"
-    )
-    receiver = Receiver(
-        config, directory / "receiver.db", f"http://127.0.0.1:{port}", directory / "receiver.log"
+def start_receiver(directory: Path, tokens: dict[str, str], workers: int) -> ReceiverProcess:
+    receiver = configure_receiver(
+        directory,
+        devices=tokens,
+        operators={},
+        users={},
+        telemetry_interval_s=None,
+        workers=workers,
+        threads=4,
     )
     receiver.start()
     return receiver
@@ -207,33 +144,19 @@ def agent_config(
     directory: Path, name: str, url: str, token: str, interval_s: float, interfaces: list[str]
 ) -> Path:
     """One `system` sensor at the interval; fair = only what collectd is configured to read."""
-    token_file = write_private(directory / f"{name}.token", token + "\n")
-    sensor = [
-        "[[sensor]]",
-        'name = "system"',
-        'type = "system"',
-        f"interval_ms = {int(interval_s * 1000)}",
-    ]
-    push = []
+    sensor: dict[str, object] = {
+        "name": "system",
+        "type": "system",
+        "interval_ms": int(interval_s * 1000),
+    }
+    push = {}
     if name != "agent-default":
-        sensor += ["top_processes = 0", f"interfaces = {json.dumps(interfaces)}"]
+        sensor.update(top_processes=0, interfaces=interfaces)
     if name == "agent-fair-push":  # wake the pusher once per read, not every second
-        push = ["[push]", f"interval_ms = {int(interval_s * 1000)}"]
-    config = directory / f"{name}.toml"
-    config.write_text(
-        "\n".join(
-            [
-                f'device_id = "{name}"',
-                f'api_url = "{url}"',
-                f'device_token_file = "{token_file}"',
-                f'state_dir = "{directory / (name + "-state")}"',
-                *push,
-                *sensor,
-                "",
-            ]
-        )
+        push = {"push": {"interval_ms": int(interval_s * 1000)}}
+    return write_agent_config(
+        directory, url, [sensor], name=f"{name}.toml", device_id=name, token=token, **push
     )
-    return config
 
 
 def collectd_config(
@@ -296,14 +219,6 @@ def collectd_config(
     ]
     (directory / "collectd").mkdir(exist_ok=True)
     return write_private(directory / "collectd.conf", "\n".join(lines))
-
-
-def agent_status(directory: Path, name: str) -> dict[str, Any]:
-    conn = open_read_only(directory / f"{name}-state")
-    try:
-        return read_status(conn)
-    finally:
-        conn.close()
 
 
 # -- what the receiver stored -------------------------------------------------------------
@@ -408,14 +323,6 @@ def seq_check(database: Path, device: str, last_seq: int) -> tuple[bool, str]:
 # -- the run ------------------------------------------------------------------------------
 
 
-def wait_for(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.5)
-
-
 def per_hour(seconds: float, window_s: float) -> float:
     return seconds / window_s * 3600
 
@@ -427,16 +334,14 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     tokens = {name: f"{name}-token-{os.urandom(8).hex()}" for name in [*AGENTS, COLLECTD]}
     receiver = start_receiver(directory, tokens, args.receiver_workers)
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    agents: dict[str, AgentProcess] = {}
     try:
         for name in AGENTS:
             config = agent_config(
                 directory, name, receiver.url, tokens[name], args.interval_s, interfaces
             )
-            processes[name] = subprocess.Popen(
-                [str(BIN / "beam-agent"), "run", "--config", str(config)],
-                stdout=subprocess.DEVNULL,
-                stderr=(directory / f"{name}.log").open("wb"),
-            )
+            agents[name] = AgentProcess(config, log=directory / f"{name}.log")
+            processes[name] = agents[name].start()
         conf = collectd_config(
             directory, receiver.url, tokens[COLLECTD], args.interval_s, interfaces
         )
@@ -457,7 +362,7 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             now = int(time.time() * 1000)
             return all(posted(receiver.database, name, 0, now)[0] > 0 for name in names)
 
-        wait_for(everyone_posted, args.interval_s * 6 + 60, "a first post from each")
+        wait_for(everyone_posted, args.interval_s * 6 + 60, "a first post from each", interval=0.5)
         time.sleep(args.interval_s * 2)  # past start-up: imports, first reads, first flushes
 
         # 1. steady state
@@ -501,14 +406,14 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         up_ms = int(time.time() * 1000)
 
         def drained() -> bool:
-            return all(agent_status(directory, name)["depth"] == 0 for name in AGENTS)
+            return all(agents[name].status()["depth"] == 0 for name in AGENTS)
 
-        wait_for(drained, args.drain_timeout_s, "the agents to drain their queues")
+        wait_for(drained, args.drain_timeout_s, "the agents to drain their queues", interval=0.5)
         drained_ms = int(time.time() * 1000)
         # Let collectd post what it read after the restart, then stop reading new values.
         time.sleep(args.interval_s * 3)
         until_ms = int(time.time() * 1000) - 2 * interval_ms
-        wait_for(drained, args.drain_timeout_s, "the agents to drain their queues")
+        wait_for(drained, args.drain_timeout_s, "the agents to drain their queues", interval=0.5)
         cpu_outage_after = {name: cpu_seconds(processes[name].pid) for name in names}
 
         outage: dict[str, dict[str, Any]] = {}
@@ -527,7 +432,7 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                 "peak_rss_mib_after_outage": peak_rss_bytes(processes[name].pid) / 2**20,
             }
             if name in AGENTS:
-                status = agent_status(directory, name)
+                status = agents[name].status()
                 ok, detail = seq_check(receiver.database, name, int(status["counters"]["last_seq"]))
                 entry.update(
                     seq_check=ok,

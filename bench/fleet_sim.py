@@ -56,8 +56,6 @@ import os
 import random
 import resource
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -72,7 +70,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import psutil
-import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the receiver process, as the tests start it
 
 from beam_agent import __version__ as agent_version
 from beam_agent.config import AgentConfig
@@ -81,7 +81,13 @@ from beam_agent.queue import ReadingQueue
 from beam_agent.reading import Reading, utc_now
 from beam_agent.telemetry import heartbeat, registration
 from beam_receiver import __version__ as receiver_version
-from beam_receiver.auth import hash_token
+
+from tests.support.receiver import (
+    ReceiverProcess,
+    agent_nodes,
+    configure_receiver,
+    stored_count,
+)
 
 OPERATOR_TOKEN = "fleet-sim-operator"
 BATCH_SIZE = 500  # the agent's default [push] batch_size
@@ -104,90 +110,35 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 # -- the receiver ------------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    process: subprocess.Popen[bytes]
-    url: str
-    database: Path
-    log: Path
-
-    def processes(self) -> list[psutil.Process]:
-        master = psutil.Process(self.process.pid)
-        return [master, *master.children(recursive=True)]
-
-    def workers(self) -> list[int]:
-        return [child.pid for child in psutil.Process(self.process.pid).children()]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def receiver_processes(receiver: ReceiverProcess) -> list[psutil.Process]:
+    """The gunicorn master and its workers."""
+    assert receiver.process is not None
+    master = psutil.Process(receiver.process.pid)
+    return [master, *master.children(recursive=True)]
 
 
-def start_receiver(directory: Path, nodes: int, args: argparse.Namespace) -> Receiver:
+def start_receiver(directory: Path, nodes: int, args: argparse.Namespace) -> ReceiverProcess:
     """A real `beam-receiver serve` on a free loopback port, its files in directory."""
-    tokens = ["[devices]"]
-    tokens += [f'"{device_id(i)}" = "{hash_token(device_token(i))}"' for i in range(nodes)]
-    tokens += ["[operators]", f'"fleet-sim" = "{hash_token(OPERATOR_TOKEN)}"']
-    (directory / "tokens.toml").write_text("\n".join(tokens) + "\n")
-    expected = [f'[nodes."{device_id(i)}"]\nrole = "agent"\n' for i in range(nodes)]
-    (directory / "nodes.toml").write_text("\n".join(expected))
-    port = free_port()
-    config = directory / "receiver.toml"
-    config.write_text(
-        f'listen = "127.0.0.1:{port}"\n'
-        f'database = "{directory / "receiver.db"}"\n'
-        f'tokens_file = "{directory / "tokens.toml"}"\n'
-        f'expected_nodes_file = "{directory / "nodes.toml"}"\n'
-        f"workers = {args.workers}\nthreads = {args.threads}\n"
-        f'synchronous = "{args.synchronous}"\n'
-        f"telemetry_interval_s = {args.heartbeat_s}\n"
+    receiver = configure_receiver(
+        directory,
+        devices={device_id(i): device_token(i) for i in range(nodes)},
+        operators={"fleet-sim": OPERATOR_TOKEN},
+        users={},
+        expected_nodes=agent_nodes(*(device_id(i) for i in range(nodes))),
+        prefix=["taskset", "-c", ",".join(map(str, args.receiver_cpus))]
+        if args.receiver_cpus
+        else [],
+        env={"PYTHONPATH": str(Path(args.receiver_src) / "receiver")} if args.receiver_src else {},
+        workers=args.workers,
+        threads=args.threads,
+        synchronous=args.synchronous,
+        telemetry_interval_s=args.heartbeat_s,
     )
-    command = Path(sys.executable).parent / "beam-receiver"
-    argv = [str(command)] if command.exists() else [sys.executable, "-m", "beam_receiver"]
-    log = directory / "receiver.log"
-    pin = ["taskset", "-c", ",".join(map(str, args.receiver_cpus))] if args.receiver_cpus else []
-    env = dict(os.environ)
-    if args.receiver_src:
-        env["PYTHONPATH"] = str(Path(args.receiver_src) / "receiver")
-    process = subprocess.Popen(
-        [*pin, *argv, "serve", "--config", str(config)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the receiver exited: see {log}")
-        try:
-            if requests.get(url + "/healthz", timeout=5).ok:
-                return Receiver(process, url, directory / "receiver.db", log)
-        except requests.RequestException:  # not listening yet, or a worker still starting
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the receiver did not answer /healthz within 60 s")
-
-
-def stored_count(database: Path) -> int:
-    with sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=30) as db:
-        return int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+    receiver.start()
+    return receiver
 
 
 def stored_per_device(database: Path) -> dict[str, tuple[int, int, int, int]]:
@@ -456,7 +407,7 @@ def simulate(spec: dict[str, Any], go: Any, ready: Any) -> dict[str, Any]:
 
 
 def profile_receiver(
-    receiver: Receiver, seconds: float, directory: Path
+    receiver: ReceiverProcess, seconds: float, directory: Path
 ) -> tuple[list[Path], list[Path]]:
     """py-spy record of every gunicorn worker for `seconds`, collapsed stacks: once of
     every thread not sleeping (wall time, so fsync and lock waits show) and once of only
@@ -464,7 +415,9 @@ def profile_receiver(
     outputs: list[Path] = []
     procs = []
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    for pid, gil in itertools.product(receiver.workers(), ("", "--gil")):
+    assert receiver.process is not None
+    workers = [child.pid for child in psutil.Process(receiver.process.pid).children()]
+    for pid, gil in itertools.product(workers, ("", "--gil")):
         output = directory / f"py-spy-{pid}{gil}.txt"
         procs.append(
             subprocess.Popen(
@@ -541,7 +494,7 @@ def run_step_in(
                 ready.get(timeout=600)
             setup_s = time.monotonic() - setup_started
             simulator = [psutil.Process(p.pid) for p in processes]
-            receiver_procs = receiver.processes()
+            receiver_procs = receiver_processes(receiver)
             stored_before = stored_count(receiver.database)
             cpu_receiver = cpu_seconds(receiver_procs)
             cpu_sim = cpu_seconds(simulator)
@@ -575,7 +528,7 @@ def run_step_in(
             for process in processes:
                 if process.is_alive():
                     process.kill()
-            receiver.stop()
+            receiver.stop(60)
         per_device = stored_per_device(receiver.database)
         if args.keep_logs:
             shutil.copy(receiver.log, Path(args.keep_logs) / f"receiver-{nodes}.log")

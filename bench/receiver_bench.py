@@ -19,10 +19,6 @@ import json
 import os
 import queue
 import random
-import signal
-import socket
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,10 +29,14 @@ from typing import Any, Callable, Optional
 
 import requests
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the receiver process, as the tests start it
+
 from beam_receiver import __version__
-from beam_receiver.auth import hash_token
 from beam_receiver.storage import Database, NewReading
 from beam_receiver.timestamps import format_ms, now_ms
+
+from tests.support.receiver import ReceiverProcess, configure_receiver, stored_count
 
 BATCH = 500
 DEVICES = 8
@@ -98,47 +98,22 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def start_receiver(
     directory: Path, workers: int, threads: int, synchronous: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    tokens = ["[devices]"]
-    tokens += [f'"bench-{i:04d}" = "{hash_token(f"token-{i}")}"' for i in range(DEVICES)]
-    (directory / "tokens.toml").write_text("\n".join(tokens) + "\n[operators]\n")
-    port = free_port()
-    config = directory / "receiver.toml"
-    config.write_text(
-        f'listen = "127.0.0.1:{port}"\n'
-        f'database = "{directory / "receiver.db"}"\n'
-        f'tokens_file = "{directory / "tokens.toml"}"\n'
-        f"workers = {workers}\nthreads = {threads}\n"
-        f'synchronous = "{synchronous}"\n'
+) -> ReceiverProcess:
+    """A real `beam-receiver serve` on a free loopback port, its files in directory."""
+    receiver = configure_receiver(
+        directory,
+        devices={f"bench-{i:04d}": f"token-{i}" for i in range(DEVICES)},
+        operators={},
+        users={},
+        telemetry_interval_s=None,
+        workers=workers,
+        threads=threads,
+        synchronous=synchronous,
     )
-    command = Path(sys.executable).parent / "beam-receiver"
-    argv = [str(command)] if command.exists() else [sys.executable, "-m", "beam_receiver"]
-    log = (directory / "receiver.log").open("wb")
-    process = subprocess.Popen(
-        [*argv, "serve", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the receiver exited: see {directory / 'receiver.log'}")
-        try:
-            if requests.get(url + "/healthz", timeout=1).ok:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the receiver did not answer /healthz within 60 s")
+    receiver.start()
+    return receiver
 
 
 class BenchmarkError(RuntimeError):
@@ -269,11 +244,6 @@ def raw_insert_rate(directory: Path, batches: list[Batch], synchronous: str) -> 
     return len(batches) * BATCH / elapsed
 
 
-def stored_readings(path: Path) -> int:
-    with sqlite3.connect(path) as connection:
-        return int(connection.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=200, help="batches at full speed")
@@ -304,7 +274,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="beam-receiver-bench-") as temporary:
         directory = Path(temporary)
-        process, url = start_receiver(directory, args.workers, args.threads, args.synchronous)
+        receiver = start_receiver(directory, args.workers, args.threads, args.synchronous)
+        url = receiver.url
         try:
             # Warm up: connections, worker imports, SQLite caches (not counted).
             warm = make_batches(2 * args.clients, first_seq=20_000_000)
@@ -345,10 +316,9 @@ def main() -> int:
                 f" {figures['half_rate_p99_from_schedule_ms']} ms)"
             )
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
+            receiver.stop(60)
         expected = (len(fast) + len(slow) + 2 * args.clients) * BATCH
-        stored = stored_readings(directory / "receiver.db")
+        stored = stored_count(receiver.database)
         figures["stored_ok"] = stored == expected
         print(f"\nstored readings: {stored:,} of {expected:,} sent")
 

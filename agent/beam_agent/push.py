@@ -304,10 +304,6 @@ class DrainResult:
     rejections: Optional[str] = None
 
     @property
-    def retry_needed(self) -> bool:
-        return self.failure is not None
-
-    @property
     def retry_after(self) -> Optional[float]:
         return self.failure.retry_after if self.failure else None
 

@@ -650,13 +650,6 @@ class ReadingQueue:
         with self.lock:
             return self.rows
 
-    def oldest_unsent_timestamp(self) -> Optional[datetime]:
-        with self.lock:
-            row = self.conn.execute(
-                "SELECT timestamp FROM readings WHERE sent = 0 ORDER BY seq LIMIT 1"
-            ).fetchone()
-        return parse_timestamp(row[0]) if row else None
-
     def counters(self) -> dict[str, int]:
         with self.lock:
             return read_counters(self.conn)

@@ -32,14 +32,6 @@ def parse_timestamp(text: str) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def check_payload(payload: Any) -> dict[str, Any]:
-    """A payload must be a JSON object of finite values; NaN and infinity are not JSON."""
-    if not isinstance(payload, dict):
-        raise ValueError(f"payload must be an object, not {type(payload).__name__}")
-    json.dumps(payload, allow_nan=False)
-    return payload
-
-
 @dataclass(frozen=True)
 class Sample:
     """One measurement as a driver returns it: not yet tied to a device, a sensor name or a seq."""
@@ -82,17 +74,6 @@ class Reading:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Reading:
-        return cls(
-            device_id=str(data["device_id"]),
-            sensor=str(data["sensor"]),
-            sensor_type=str(data["sensor_type"]),
-            payload=check_payload(data["payload"]),
-            timestamp=parse_timestamp(str(data["timestamp"])),
-            seq=None if data.get("seq") is None else int(data["seq"]),
-        )
 
 
 def finite(value: float) -> Optional[float]:

@@ -602,10 +602,6 @@ class Database:
             for row in rows
         ]
 
-    def count_readings(self) -> int:
-        """Every stored reading (a full count: for tests and benchmarks, not hot paths)."""
-        return int(self.connection().execute("SELECT COUNT(*) FROM readings").fetchone()[0])
-
     # -- nodes ----------------------------------------------------------------------------
 
     def record_heartbeat(

@@ -10,7 +10,8 @@ from beam_agent.config import load_config
 from beam_agent.queue import ReadingQueue
 from beam_agent.reading import Reading
 
-from tests.agent.conftest import AgentCommand, agent_config
+from tests.support.agent import write_agent_config
+from tests.support.processes import Command
 
 SENSORS = """
 [[sensor]]
@@ -26,17 +27,15 @@ seed = 7
 """
 
 
-def test_check_config_ok(tmp_path: Path, beam_agent: AgentCommand) -> None:
-    config = agent_config(tmp_path, "http://127.0.0.1:9", SENSORS)
+def test_check_config_ok(tmp_path: Path, beam_agent: Command) -> None:
+    config = write_agent_config(tmp_path, "http://127.0.0.1:9", SENSORS)
     result = beam_agent("check-config", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert "2 sensors: wave, walk" in result.stdout
 
 
-def test_check_config_exit_78_one_line_per_problem(
-    tmp_path: Path, beam_agent: AgentCommand
-) -> None:
-    config = agent_config(
+def test_check_config_exit_78_one_line_per_problem(tmp_path: Path, beam_agent: Command) -> None:
+    config = write_agent_config(
         tmp_path,
         "not-a-url",
         """
@@ -62,7 +61,7 @@ def test_check_config_exit_78_one_line_per_problem(
     assert "sensor[1] (x).type: unknown sensor type 'warp_drive'" in joined
 
 
-def test_run_with_invalid_config_exits_78(tmp_path: Path, beam_agent: AgentCommand) -> None:
+def test_run_with_invalid_config_exits_78(tmp_path: Path, beam_agent: Command) -> None:
     config = tmp_path / "config.toml"
     config.write_text("device_id = 5\n")
     result = beam_agent("run", "--config", str(config))
@@ -70,10 +69,8 @@ def test_run_with_invalid_config_exits_78(tmp_path: Path, beam_agent: AgentComma
     assert f"{config}: device_id: must be a string" in result.stderr
 
 
-def test_read_once_prints_readings_and_queues_nothing(
-    tmp_path: Path, beam_agent: AgentCommand
-) -> None:
-    config = agent_config(tmp_path, "http://127.0.0.1:9", SENSORS)
+def test_read_once_prints_readings_and_queues_nothing(tmp_path: Path, beam_agent: Command) -> None:
+    config = write_agent_config(tmp_path, "http://127.0.0.1:9", SENSORS)
     result = beam_agent("read-once", "--config", str(config))
     assert result.returncode == 0, result.stderr
     readings = [json.loads(line) for line in result.stdout.splitlines()]
@@ -81,7 +78,7 @@ def test_read_once_prints_readings_and_queues_nothing(
     assert readings[0]["payload"] == {"value": 1}
     assert all(r["seq"] is None and r["device_id"] == "beamrider-0001" for r in readings)
     assert all(r["timestamp"].endswith("Z") for r in readings)
-    assert not (tmp_path / "state" / "queue.db").exists()
+    assert not (tmp_path / "agent-state" / "queue.db").exists()
 
     one = beam_agent("read-once", "--config", str(config), "--sensor", "walk")
     assert [json.loads(line)["sensor"] for line in one.stdout.splitlines()] == ["walk"]
@@ -89,8 +86,8 @@ def test_read_once_prints_readings_and_queues_nothing(
     assert missing.returncode == 2 and "no sensor named 'nope'" in missing.stderr
 
 
-def test_read_once_reports_a_failing_sensor(tmp_path: Path, beam_agent: AgentCommand) -> None:
-    config = agent_config(
+def test_read_once_reports_a_failing_sensor(tmp_path: Path, beam_agent: Command) -> None:
+    config = write_agent_config(
         tmp_path,
         "http://127.0.0.1:9",
         """
@@ -105,7 +102,7 @@ def test_read_once_reports_a_failing_sensor(tmp_path: Path, beam_agent: AgentCom
     assert "sensor 'battery' (power_supply)" in result.stderr
 
 
-def test_drivers_lists_every_builtin_with_options(beam_agent: AgentCommand) -> None:
+def test_drivers_lists_every_builtin_with_options(beam_agent: Command) -> None:
     result = beam_agent("drivers")
     assert result.returncode == 0, result.stdout
     for name in (
@@ -144,8 +141,8 @@ def fill_state(tmp_path: Path, config_path: Path) -> None:
     queue.close()
 
 
-def test_status_and_export(tmp_path: Path, beam_agent: AgentCommand) -> None:
-    config = agent_config(tmp_path, "http://127.0.0.1:9", SENSORS)
+def test_status_and_export(tmp_path: Path, beam_agent: Command) -> None:
+    config = write_agent_config(tmp_path, "http://127.0.0.1:9", SENSORS)
     for command in (["status"], ["export", "--format", "csv"]):
         missing = beam_agent(*command, "--config", str(config))
         assert missing.returncode == 1 and "no agent state" in missing.stderr

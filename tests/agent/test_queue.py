@@ -134,7 +134,7 @@ def test_lease_gives_oldest_unsent_and_ack_counts_once(tmp_path: Path) -> None:
     assert counters["duplicates_acknowledged"] == 1
     assert queue.depth() == 6
     assert sent_flags(state) == {seq: int(seq <= 4) for seq in range(1, 11)}
-    assert queue.oldest_unsent_timestamp() == START + timedelta(seconds=4)
+    assert queue.lease(1)[0].timestamp == START + timedelta(seconds=4)  # the oldest unsent
     queue.close()
 
 

@@ -11,12 +11,13 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from beam_agent.queue import ReadingQueue
 from beam_agent.reading import Reading, utc_now
+
+from tests.support.waiting import wait_for
 
 # The writer enqueues batches of varying size and acknowledges the previous batch, and
 # prints each result only after the call (and so the commit) has returned.
@@ -77,13 +78,6 @@ class ReportReader:
         return [json.loads(line) for line in self.lines if line.endswith("\n")]
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def test_sigkill_never_loses_a_committed_seq(tmp_path: Path) -> None:
     state = tmp_path / "state"
     rng = random.Random(20260215)
@@ -102,7 +96,9 @@ def test_sigkill_never_loses_a_committed_seq(tmp_path: Path) -> None:
         wanted = rng.randrange(1, 20)
         wait_for(
             lambda: reader.batches_reported() >= wanted or writer.poll() is not None,  # noqa: B023
+            60,
             "the writer's first commits",
+            interval=0.01,
         )
         time.sleep(rng.uniform(0.0, 0.3))  # land the kill anywhere in the loop
         writer.send_signal(signal.SIGKILL)

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 from beam_agent.config import SensorConfig
 from beam_agent.drivers import Driver, DriverError
 from beam_agent.drivers.base import Emit
 from beam_agent.reading import Reading
 from beam_agent.scheduler import Scheduler, TokenBucket, backoff_delay
+
+from tests.support.waiting import wait_for
 
 
 class Counting(Driver):
@@ -100,13 +102,6 @@ class Collector:
             return [r for r in self.readings if r.sensor == name]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
 def test_failing_and_hanging_drivers_do_not_stop_a_healthy_one() -> None:
     sink = Collector()
     scheduler = Scheduler(
@@ -114,8 +109,8 @@ def test_failing_and_hanging_drivers_do_not_stop_a_healthy_one() -> None:
     )
     scheduler.start()
     try:
-        wait_for(lambda: len(sink.by_sensor("good")) >= 30)
-        wait_for(lambda: scheduler.stats()["hung"]["timeouts"] >= 1)
+        wait_for(lambda: len(sink.by_sensor("good")) >= 30, 15, "30 good readings")
+        wait_for(lambda: scheduler.stats()["hung"]["timeouts"] >= 1, 15, "a hung read to time out")
     finally:
         Hanging.release.set()
         scheduler.stop()
@@ -141,8 +136,8 @@ def test_flooding_driver_is_throttled_per_sensor() -> None:
     )
     scheduler.start()
     try:
-        wait_for(lambda: scheduler.stats()["flood"]["throttled"] >= 5000)
-        wait_for(lambda: len(sink.by_sensor("good")) >= 10)
+        wait_for(lambda: scheduler.stats()["flood"]["throttled"] >= 5000, 15, "5000 throttled")
+        wait_for(lambda: len(sink.by_sensor("good")) >= 10, 15, "10 good readings")
     finally:
         scheduler.stop()
     stats = scheduler.stats()["flood"]
@@ -156,7 +151,7 @@ def test_streaming_driver_is_restarted_after_an_error() -> None:
     scheduler = Scheduler([sensor("stream", FlakyStream)], "dev-1", sink)
     scheduler.start()
     try:
-        wait_for(lambda: FlakyStream.starts >= 2, timeout=20)
+        wait_for(lambda: FlakyStream.starts >= 2, 20, "the stream's restart")
     finally:
         scheduler.stop()
     assert [r.payload["start"] for r in sink.by_sensor("stream")][:2] == [1, 2]
@@ -194,7 +189,7 @@ def test_a_stream_that_returns_early_is_backed_off_not_spun() -> None:
     scheduler = Scheduler([sensor("quitter", QuitterStream)], "dev-1", Collector())
     scheduler.start()
     try:
-        wait_for(lambda: scheduler.stats()["quitter"]["errors"] >= 2, timeout=20)
+        wait_for(lambda: scheduler.stats()["quitter"]["errors"] >= 2, 20, "two early returns")
     finally:
         scheduler.stop()
     assert QuitterStream.starts <= 4  # about 1 s, then 2 s between restarts: no busy loop

@@ -16,15 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import (
-    AgentProcess,
-    Delivery,
-    ReceiverProcess,
-    Sensor,
-    env_number,
-    report,
-    write_agent_config,
-)
+from tests.support.agent import AgentProcess, counter_sensor, write_agent_config
+from tests.support.faults import Delivery, env_number, report
+from tests.support.receiver import ReceiverProcess
 
 KILLS = int(env_number("BEAM_FAULT_KILLS", 50))
 
@@ -38,7 +32,8 @@ def test_agent_sigkill_while_pushing_loses_and_doubles_nothing(
     config = write_agent_config(
         tmp_path,
         receiver.url,
-        [Sensor("counter", 10)],
+        [counter_sensor("counter", 10)],
+        telemetry={"interval_s": 1},
         push={"batch_size": 100, "interval_ms": 50, "timeout_s": 5},
     )
     agent = AgentProcess(config)

@@ -25,16 +25,11 @@ from typing import Any
 
 import pytest
 
-from tests.faults.conftest import (
-    AgentProcess,
-    Delivery,
-    ReceiverProcess,
-    Sensor,
-    parse_time,
-    report,
-    write_agent_config,
-)
-from tests.integration.test_agent_to_receiver import DEVICE
+from tests.support.agent import AgentProcess, counter_sensor, write_agent_config
+from tests.support.constants import DEVICE
+from tests.support.faults import Delivery, report
+from tests.support.readings import parse_time
+from tests.support.receiver import ReceiverProcess
 
 STEPS_S = (-3600, -5400)  # the offsets written in turn: 1 h back, then 30 min further
 LIBFAKETIME_PATTERNS = (
@@ -81,7 +76,8 @@ def test_wall_clock_stepping_back_keeps_order_and_exactly_once(
     config = write_agent_config(
         tmp_path,
         receiver.url,
-        [Sensor("counter", 20)],
+        [counter_sensor("counter", 20)],
+        telemetry={"interval_s": 1},
         push={"batch_size": 500, "interval_ms": 200},
     )
     agent = AgentProcess(

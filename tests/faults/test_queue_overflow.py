@@ -19,16 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import (
-    AgentProcess,
-    Delivery,
-    ReceiverProcess,
-    Sensor,
-    report,
-    runs,
-    write_agent_config,
-)
-from tests.integration.test_agent_to_receiver import DEVICE
+from tests.support.agent import AgentProcess, counter_sensor, write_agent_config
+from tests.support.constants import DEVICE
+from tests.support.faults import Delivery, report, runs
+from tests.support.receiver import ReceiverProcess
 
 BOUND = 500
 
@@ -46,7 +40,8 @@ def test_queue_bound_during_an_outage_drops_an_exact_visible_count(
     config = write_agent_config(
         tmp_path,
         receiver.url,
-        [Sensor("counter", 10)],
+        [counter_sensor("counter", 10)],
+        telemetry={"interval_s": 1},
         queue={"max_readings": BOUND, "overflow": policy},
         push={"batch_size": 200, "interval_ms": 100, "timeout_s": 2},
     )

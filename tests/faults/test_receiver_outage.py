@@ -22,16 +22,10 @@ import pytest
 
 from beam_agent.push import Backoff
 
-from tests.faults.conftest import (
-    AgentProcess,
-    Delivery,
-    ReceiverProcess,
-    Sensor,
-    env_number,
-    report,
-    write_agent_config,
-)
-from tests.integration.test_agent_to_receiver import wait_for
+from tests.support.agent import AgentProcess, counter_sensor, write_agent_config
+from tests.support.faults import Delivery, env_number, report
+from tests.support.receiver import ReceiverProcess
+from tests.support.waiting import wait_for
 
 OUTAGE_S = env_number("BEAM_FAULT_OUTAGE_S", 180)
 RATE_HZ = 50
@@ -49,10 +43,12 @@ def fill_with_history(agent: AgentProcess, receiver: ReceiverProcess) -> None:
     history = write_agent_config(
         agent.config.parent,
         receiver.url,
-        [Sensor(f"history{i:02d}", 10) for i in range(20)],
+        [counter_sensor(f"history{i:02d}", 10) for i in range(20)],
+        telemetry={"interval_s": 1},
         queue={"max_readings": BOUND},
         push={"batch_size": 1000, "interval_ms": 50},
         name="history.toml",
+        state_dir=agent.state_dir,
     )
     agent.start(history)
     wait_for(
@@ -72,7 +68,8 @@ def test_receiver_sigkill_and_outage_lose_nothing_and_hold_the_bound(
     config = write_agent_config(
         tmp_path,
         receiver.url,
-        [Sensor("counter", 1000 // RATE_HZ)],
+        [counter_sensor("counter", 1000 // RATE_HZ)],
+        telemetry={"interval_s": 1},
         queue={"max_readings": BOUND},
         push={"batch_size": 500, "interval_ms": 200, "timeout_s": 5},
     )

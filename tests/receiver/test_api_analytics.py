@@ -7,7 +7,9 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import DEVICE, Receiver, assert_error
+from tests.support.app import Receiver
+from tests.support.constants import DEVICE
+from tests.support.responses import assert_error
 
 BASE = datetime(2026, 2, 15, 19, 0, tzinfo=timezone.utc)
 WINDOW = {"start": "2026-02-15T19:00:00Z", "end": "2026-02-15T20:00:00Z"}

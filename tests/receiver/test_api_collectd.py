@@ -18,10 +18,12 @@ from typing import Any, Callable
 import pytest
 from werkzeug.test import TestResponse
 
-from beam_receiver.collectd import ALREADY_STORED, LOWEST_SEQ
+from beam_receiver.storage import ALREADY_STORED, LOWEST_SEQ
 from beam_receiver.timestamps import format_ms
 
-from conftest import DEVICE, OTHER_DEVICE, Receiver, assert_error, sample
+from tests.support.app import Receiver
+from tests.support.constants import DEVICE, OTHER_DEVICE
+from tests.support.responses import assert_error, sample
 
 SAMPLES = Path(__file__).parent / "collectd_samples"
 RAW_1 = SAMPLES / "write_http_raw_1.json"

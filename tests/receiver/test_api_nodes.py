@@ -13,7 +13,9 @@ import pytest
 from beam_receiver import fleet
 from beam_receiver.storage import Heartbeat
 
-from conftest import DEVICE, OTHER_DEVICE, Receiver, assert_error
+from tests.support.app import Receiver
+from tests.support.constants import DEVICE, OTHER_DEVICE
+from tests.support.responses import assert_error
 
 
 def heartbeat(node_id: str = DEVICE, **fields: Any) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import DEVICE, OTHER_DEVICE, Receiver, assert_error
+from tests.support.app import Receiver
+from tests.support.constants import DEVICE, OTHER_DEVICE
+from tests.support.responses import assert_error
 
 Reading = Callable[..., dict[str, Any]]
 

@@ -21,15 +21,10 @@ from beam_receiver.auth import (
 )
 from beam_receiver.config import ConfigError, load_config
 
-from conftest import (
-    DEVICE,
-    OTHER_DEVICE,
-    PASSWORD,
-    USER,
-    Receiver,
-    assert_error,
-    write_tokens_file,
-)
+from tests.support.app import Receiver
+from tests.support.constants import DEVICE, OTHER_DEVICE, PASSWORD, USER
+from tests.support.receiver import write_tokens_file
+from tests.support.responses import assert_error
 
 
 def bump_mtime(path: Path) -> None:

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import functools
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from werkzeug.security import check_password_hash
 
 from beam_receiver.auth import hash_token
 
-from conftest import write_receiver_toml, write_tokens_file
-
-Run = Callable[..., "subprocess.CompletedProcess[str]"]
+from tests.support.processes import Command, run_program
+from tests.support.receiver import write_receiver_toml, write_tokens_file
 
 
 @pytest.fixture
-def beam_receiver() -> Run:
-    def run(*args: str, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "beam_receiver", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    return run
+def beam_receiver() -> Command:
+    return functools.partial(run_program, "beam-receiver")
 
 
 @pytest.fixture
@@ -39,19 +27,19 @@ def config_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_hash_token_prints_the_tokens_file_form(beam_receiver: Run) -> None:
+def test_hash_token_prints_the_tokens_file_form(beam_receiver: Command) -> None:
     result = beam_receiver("hash-token", stdin="s3cret-token\n")
     assert result.returncode == 0
     assert result.stdout == hash_token("s3cret-token") + "\n"
 
 
-def test_hash_token_needs_a_token(beam_receiver: Run) -> None:
+def test_hash_token_needs_a_token(beam_receiver: Command) -> None:
     result = beam_receiver("hash-token", stdin="\n")
     assert result.returncode == 1
     assert "no token" in result.stderr
 
 
-def test_hash_password_prints_a_werkzeug_hash(beam_receiver: Run) -> None:
+def test_hash_password_prints_a_werkzeug_hash(beam_receiver: Command) -> None:
     result = beam_receiver("hash-password", stdin="pass word\n")
     assert result.returncode == 0
     hashed = result.stdout.strip()
@@ -59,7 +47,7 @@ def test_hash_password_prints_a_werkzeug_hash(beam_receiver: Run) -> None:
     assert not check_password_hash(hashed, "pass word\n")
 
 
-def test_check_config_ok(beam_receiver: Run, config_dir: Path) -> None:
+def test_check_config_ok(beam_receiver: Command, config_dir: Path) -> None:
     result = beam_receiver("check-config", "--config", str(config_dir / "receiver.toml"))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
@@ -68,7 +56,7 @@ def test_check_config_ok(beam_receiver: Run, config_dir: Path) -> None:
     assert not (config_dir / "receiver.db").exists()  # checking touches nothing
 
 
-def test_check_config_names_bad_keys(beam_receiver: Run, tmp_path: Path) -> None:
+def test_check_config_names_bad_keys(beam_receiver: Command, tmp_path: Path) -> None:
     path = tmp_path / "receiver.toml"
     path.write_text('database = "r.db"\ntokens_file = "t.toml"\nworkers = 0\nlisten = "x"\n')
     result = beam_receiver("check-config", "--config", str(path))
@@ -77,7 +65,7 @@ def test_check_config_names_bad_keys(beam_receiver: Run, tmp_path: Path) -> None
     assert f"{path}: listen: " in result.stderr
 
 
-def test_check_config_checks_the_files_it_names(beam_receiver: Run, config_dir: Path) -> None:
+def test_check_config_checks_the_files_it_names(beam_receiver: Command, config_dir: Path) -> None:
     (config_dir / "receiver-tokens.toml").write_text('[devices]\n"a" = "not a hash"\n')
     (config_dir / "expected-nodes.toml").write_text('[nodes."a"]\nrole = 3\n')
     result = beam_receiver("check-config", "--config", str(config_dir / "receiver.toml"))
@@ -86,7 +74,7 @@ def test_check_config_checks_the_files_it_names(beam_receiver: Run, config_dir: 
     assert f"{config_dir / 'expected-nodes.toml'}: nodes.a.role: " in result.stderr
 
 
-def test_serve_refuses_a_bad_config(beam_receiver: Run, tmp_path: Path) -> None:
+def test_serve_refuses_a_bad_config(beam_receiver: Command, tmp_path: Path) -> None:
     path = tmp_path / "receiver.toml"
     path.write_text("workers = 2\n")
     result = beam_receiver("serve", "--config", str(path))
@@ -94,7 +82,7 @@ def test_serve_refuses_a_bad_config(beam_receiver: Run, tmp_path: Path) -> None:
     assert f"{path}: database: is required" in result.stderr
 
 
-def test_serve_reports_an_unusable_database(beam_receiver: Run, config_dir: Path) -> None:
+def test_serve_reports_an_unusable_database(beam_receiver: Command, config_dir: Path) -> None:
     (config_dir / "not-a-dir").write_text("a file where a directory should be")
     write_receiver_toml(config_dir, database=str(config_dir / "not-a-dir" / "receiver.db"))
     result = beam_receiver("serve", "--config", str(config_dir / "receiver.toml"))
@@ -102,7 +90,7 @@ def test_serve_reports_an_unusable_database(beam_receiver: Run, config_dir: Path
     assert "cannot start" in result.stderr
 
 
-def test_usage_errors_exit_2(beam_receiver: Run) -> None:
+def test_usage_errors_exit_2(beam_receiver: Command) -> None:
     assert beam_receiver().returncode == 2
     assert beam_receiver("serve").returncode == 2
     assert beam_receiver("frobnicate").returncode == 2

@@ -19,10 +19,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from beam_receiver.app import create_app
-from beam_receiver.auth import hash_password, hash_token
 from beam_receiver.config import load_config
 
-PASSWORD = "correct horse battery staple"
+from tests.support.constants import PASSWORD, USER
+from tests.support.readings import rfc3339
+from tests.support.receiver import write_receiver_toml, write_tokens_file
+
 DEVICE_TOKENS = {
     "beamrider-0001": "token-0001",
     "beamrider-0002": "token-0002",
@@ -35,32 +37,16 @@ DEVICE_TOKENS[HOSTILE_NODE] = "token-hostile"
 
 def write_receiver_files(directory: Path) -> Path:
     """receiver.toml, tokens and the inventory's expected nodes; returns the config path."""
-    devices = "\n".join(
-        f'"{name.replace(chr(34), chr(92) + chr(34))}" = "{hash_token(token)}"'
-        for name, token in DEVICE_TOKENS.items()
+    write_tokens_file(
+        directory / "receiver-tokens.toml", DEVICE_TOKENS, {"ops": "ops-token"}, {USER: PASSWORD}
     )
-    (directory / "tokens.toml").write_text(
-        f'[devices]\n{devices}\n[operators]\n"ops" = "{hash_token("ops-token")}"\n'
-        f'[users]\n"admin" = "{hash_password(PASSWORD)}"\n',
-        encoding="utf-8",
-    )
-    (directory / "nodes.toml").write_text(
+    (directory / "expected-nodes.toml").write_text(
         '[nodes."beamrider-0001"]\nrole = "geiger"\ntags = {site = "roof"}\n'
         '[nodes."beamrider-0002"]\nrole = "weather"\n'
         '[nodes."beamrider-0003"]\nrole = "geiger"\n',
         encoding="utf-8",
     )
-    config = directory / "receiver.toml"
-    config.write_text(
-        'database = "receiver.db"\ntokens_file = "tokens.toml"\n'
-        'expected_nodes_file = "nodes.toml"\ntelemetry_interval_s = 30\n',
-        encoding="utf-8",
-    )
-    return config
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return write_receiver_toml(directory)
 
 
 def device_headers(node_id: str) -> dict[str, str]:

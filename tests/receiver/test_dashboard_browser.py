@@ -20,13 +20,8 @@ import os
 import select
 import shutil
 import signal
-import socket
 import struct
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,11 +29,13 @@ from typing import Any, Optional
 
 import pytest
 
-from beam_receiver.auth import hash_password, hash_token
+from tests.support.constants import PASSWORD, USER
+from tests.support.readings import rfc3339
+from tests.support.receiver import ReceiverProcess, configure_receiver
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.slow
 
-PASSWORD = "browser-test-password"
 DEVICE_TOKENS = {"beamrider-0001": "token-0001", "stray-0009": "token-0009"}
 READINGS_PER_SENSOR = 50  # one a minute over the last 50 minutes
 CLIMATE_SILENT_MINUTES = range(20, 28)  # the climate sensor misses 8 of them: a gap
@@ -63,61 +60,19 @@ PAGE_TIMEOUT_S = 60.0
 # -- the receiver -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def post(receiver: ReceiverProcess, path: str, body: Any, token: str) -> Any:
+    """One JSON POST; returns the decoded answer, raises AssertionError on a non-2xx."""
+    response = receiver.post(path, body, token)
+    assert response.ok, f"POST {path}: {response.status_code} {response.text[:500]}"
+    return response.json()
 
 
-def write_receiver_files(directory: Path, port: int) -> Path:
-    devices = "\n".join(
-        f'"{name}" = "{hash_token(token)}"' for name, token in DEVICE_TOKENS.items()
-    )
-    (directory / "tokens.toml").write_text(
-        f'[devices]\n{devices}\n[users]\n"admin" = "{hash_password(PASSWORD)}"\n',
-        encoding="utf-8",
-    )
-    (directory / "nodes.toml").write_text(
-        '[nodes."beamrider-0001"]\nrole = "geiger"\ntags = {site = "roof", rack = "A"}\n'
-        '[nodes."beamrider-0002"]\nrole = "weather"\n',
-        encoding="utf-8",
-    )
-    config = directory / "receiver.toml"
-    config.write_text(
-        f'listen = "127.0.0.1:{port}"\ndatabase = "receiver.db"\ntokens_file = "tokens.toml"\n'
-        'expected_nodes_file = "nodes.toml"\ntelemetry_interval_s = 30\nworkers = 2\n',
-        encoding="utf-8",
-    )
-    return config
-
-
-def call(base_url: str, method: str, path: str, body: Any = None, token: str = "") -> Any:
-    """One JSON request; returns the decoded answer, raises AssertionError on a non-2xx."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base_url + path, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from exc
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def report_fleet(base_url: str) -> None:
+def report_fleet(receiver: ReceiverProcess) -> None:
     """What two nodes send: heartbeats, a registration, and 50 minutes of readings."""
     now = datetime.now(timezone.utc)
     node, token = "beamrider-0001", DEVICE_TOKENS["beamrider-0001"]
-    call(
-        base_url,
-        "POST",
+    post(
+        receiver,
         "/api/nodes/register",
         {
             "node_id": node,
@@ -137,7 +92,7 @@ def report_fleet(base_url: str) -> None:
         "metrics": {"queue_depth": 2},
         "protocol_version": 1,
     }
-    call(base_url, "POST", "/api/telemetry", heartbeat, token)
+    post(receiver, "/api/telemetry", heartbeat, token)
     readings = []
     for minute in range(READINGS_PER_SENSOR):
         stamp = rfc3339(now - timedelta(minutes=READINGS_PER_SENSOR - minute, seconds=-1))
@@ -169,53 +124,30 @@ def report_fleet(base_url: str) -> None:
                 "seq": 2 * minute + 2,
             }
         )
-    answer = call(base_url, "POST", "/api/readings", {"readings": readings}, token)
+    answer = post(receiver, "/api/readings", {"readings": readings}, token)
     assert answer == {"accepted": len(readings), "duplicates": 0}
     stray = {"node_id": "stray-0009", "timestamp": rfc3339(now), "role": "geiger"}
-    call(base_url, "POST", "/api/telemetry", stray, DEVICE_TOKENS["stray-0009"])
-
-
-def wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"beam-receiver serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(base_url + "/healthz", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"beam-receiver serve did not answer /healthz:\n{log.read_text()}")
+    post(receiver, "/api/telemetry", stray, DEVICE_TOKENS["stray-0009"])
 
 
 @pytest.fixture(scope="module")
 def receiver_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `beam-receiver serve` (gunicorn, two workers) on a free loopback port."""
-    directory = tmp_path_factory.mktemp("receiver")
-    port = free_port()
-    config = write_receiver_files(directory, port)
-    log = directory / "serve.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "beam_receiver", "serve", "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
+    receiver = configure_receiver(
+        tmp_path_factory.mktemp("receiver"),
+        devices=DEVICE_TOKENS,
+        operators={},
+        users={USER: PASSWORD},
+        expected_nodes='[nodes."beamrider-0001"]\nrole = "geiger"\n'
+        'tags = {site = "roof", rack = "A"}\n[nodes."beamrider-0002"]\nrole = "weather"\n',
+        workers=2,
+    )
     try:
-        wait_until_healthy(base_url, process, log)
-        report_fleet(base_url)
-        yield base_url
+        receiver.start(STARTUP_TIMEOUT_S)
+        report_fleet(receiver)
+        yield receiver.url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        receiver.stop(60)
 
 
 # -- Chromium over the DevTools protocol --------------------------------------------------
@@ -376,18 +308,20 @@ class Tab:
 
     def wait_for(self, expression: str, timeout: float = PAGE_TIMEOUT_S) -> Any:
         """Poll until the expression is truthy; a page mid-navigation is simply asked again."""
-        deadline = time.monotonic() + timeout
-        last_error = ""
-        while time.monotonic() < deadline:
+        errors = [""]
+
+        def value() -> Any:
             try:
-                value = self.evaluate(expression)
+                return self.evaluate(expression)
             except DevToolsError as exc:
-                value, last_error = None, str(exc)
-            if value:
-                return value
-            time.sleep(0.1)
+                errors.append(str(exc))
+                return None
+
+        found = poll_until(value, timeout)
+        if found:
+            return found
         url = self.evaluate("location.href")
-        raise AssertionError(f"timed out at {url} waiting for {expression} {last_error}")
+        raise AssertionError(f"timed out at {url} waiting for {expression} {errors[-1]}")
 
     def screenshot(self) -> bytes:
         answer = self.send(

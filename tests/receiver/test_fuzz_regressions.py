@@ -8,7 +8,9 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import DEVICE, Receiver, assert_error
+from tests.support.app import Receiver
+from tests.support.constants import DEVICE
+from tests.support.responses import assert_error
 
 SAMPLE = Path(__file__).parent / "collectd_samples" / "write_http_raw_1.json"
 

@@ -18,7 +18,9 @@ from schemathesis.core.result import Ok
 from beam_receiver import fleet
 from beam_receiver.validation import READING_FIELDS, REGISTRATION_FIELDS, TELEMETRY_FIELDS
 
-from conftest import DEVICE, Receiver, assert_error
+from tests.support.app import Receiver
+from tests.support.constants import DEVICE
+from tests.support.responses import assert_error
 
 # Dashboard pages and static files are HTML for people, not the API.
 UNDESCRIBED_BLUEPRINTS = ("dashboard",)

@@ -11,7 +11,9 @@ import pytest
 
 from beam_receiver.requestlog import JsonFormatter
 
-from conftest import DEVICE, Receiver, assert_error, sample
+from tests.support.app import Receiver
+from tests.support.constants import DEVICE
+from tests.support.responses import assert_error, sample
 
 
 def test_healthz_is_200_while_the_database_answers(receiver: Receiver) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import DEVICE, OTHER_DEVICE, Receiver
+from tests.support.app import Receiver
+from tests.support.constants import DEVICE, OTHER_DEVICE
 
 json_leaves = (
     st.none()

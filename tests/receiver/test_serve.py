@@ -6,106 +6,42 @@ import gzip
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
 
 from beam_receiver.auth import hash_token
 
-from conftest import DEVICE, sample, write_receiver_toml, write_tokens_file
+from tests.support.constants import DEVICE, DEVICE_TOKEN
+from tests.support.readings import valid_reading
+from tests.support.receiver import ReceiverProcess, agent_nodes, configure_receiver
+from tests.support.responses import sample
+from tests.support.waiting import wait_for
 
-OLD_TOKEN = "old-device-token-0001"
-NEW_TOKEN = "new-device-token-0001"  # same length: the rewritten file keeps its size
-OPERATOR = "operator-token"
-STARTUP_S = 60
-
-
-@dataclass
-class Served:
-    process: subprocess.Popen[bytes]
-    url: str
-    directory: Path
-    log: Path
-
-    def post(self, path: str, body: Any, token: str = OLD_TOKEN, **headers: str) -> Any:
-        return requests.post(
-            self.url + path,
-            json=body,
-            headers={"Authorization": f"Bearer {token}", **headers},
-            timeout=30,
-        )
-
-    def get(self, path: str, **params: Any) -> Any:
-        return requests.get(
-            self.url + path,
-            params=params,
-            headers={"Authorization": f"Bearer {OPERATOR}"},
-            timeout=30,
-        )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll generously: the machine may be busy; no timing is asserted, only the outcome."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+OLD_TOKEN = DEVICE_TOKEN
+NEW_TOKEN = "new-device-token-0001"
 
 
 @pytest.fixture
-def served(tmp_path: Path, unused_port: int) -> Iterator[Served]:
-    write_tokens_file(tmp_path / "receiver-tokens.toml", {DEVICE: OLD_TOKEN}, {"ops": OPERATOR})
-    (tmp_path / "expected-nodes.toml").write_text('[nodes."beamrider-0001"]\nrole = "agent"\n')
-    config = write_receiver_toml(tmp_path, listen=f"127.0.0.1:{unused_port}", workers=2, threads=2)
-    log = tmp_path / "receiver.log"
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "beam_receiver", "serve", "--config", str(config)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = Served(process, f"http://127.0.0.1:{unused_port}", tmp_path, log)
-
-    def healthy() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return requests.get(server.url + "/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_for(healthy, STARTUP_S, "the receiver to answer /healthz")
-        yield server
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
+def served(tmp_path: Path) -> Iterator[ReceiverProcess]:
+    with configure_receiver(
+        tmp_path, expected_nodes=agent_nodes(DEVICE), users={}, workers=2, threads=2
+    ) as receiver:
+        yield receiver
 
 
 def reading(seq: int) -> dict[str, Any]:
-    return {
-        "device_id": DEVICE,
-        "sensor": "geiger",
-        "sensor_type": "mightyohm",
-        "payload": {"cps": 1, "cpm": 30 + seq, "usv_per_hr": 0.2, "mode": "SLOW"},
-        "timestamp": "2026-02-15T19:06:00.123Z",
-        "seq": seq,
-    }
+    return valid_reading(
+        seq, payload={"cps": 1, "cpm": 30 + seq, "usv_per_hr": 0.2, "mode": "SLOW"}
+    )
 
 
 def test_serve_ingests_over_http_reloads_tokens_on_sighup_and_stops_on_sigterm(
-    served: Served,
+    served: ReceiverProcess,
 ) -> None:
     # Ingest: a batch, the same batch again (dedupe), and a gzip body.
     batch = {"readings": [reading(seq) for seq in range(1, 501)]}
@@ -128,11 +64,11 @@ def test_serve_ingests_over_http_reloads_tokens_on_sighup_and_stops_on_sigterm(
     assert served.post("/api/readings", reading(1), token="wrong").status_code == 401
 
     # Read back, paged, and see the node come online from a heartbeat.
-    page = served.get("/api/readings", limit=1000).json()
+    page = served.get("/api/readings", limit=1000)
     assert [r["seq"] for r in page["readings"]] == list(range(1, 502))
     heartbeat = {"node_id": DEVICE, "timestamp": "2026-02-15T19:06:00Z", "metrics": {}}
     assert served.post("/api/telemetry", heartbeat).status_code == 200
-    assert served.get(f"/api/nodes/{DEVICE}").json()["status"] == "online"
+    assert served.get(f"/api/nodes/{DEVICE}")["status"] == "online"
 
     # Counters from both workers add up, whichever worker answers the scrape.
     for seq in range(502, 522):
@@ -160,7 +96,7 @@ def test_serve_ingests_over_http_reloads_tokens_on_sighup_and_stops_on_sigterm(
     assert tokens.stat().st_ino == before.st_ino
     assert served.post("/api/readings", reading(600)).status_code == 200
 
-    served.process.send_signal(signal.SIGHUP)
+    served.signal(signal.SIGHUP)
 
     def answers_after_rotation() -> bool:
         new = requests.post(
@@ -194,12 +130,12 @@ def test_serve_ingests_over_http_reloads_tokens_on_sighup_and_stops_on_sigterm(
     refused = served.post("/api/readings", reading(703), token=OLD_TOKEN)
     assert refused.status_code == 401
     assert refused.json()["error"] == "unauthorized"
-    assert served.get("/healthz").status_code == 200
+    served.get("/healthz")  # asserts 200
 
     # A broken tokens file and another SIGHUP: the new workers start from the last good
     # tokens instead of failing to boot, and the server keeps answering.
     tokens.write_text("[devices\n")
-    served.process.send_signal(signal.SIGHUP)
+    served.signal(signal.SIGHUP)
     wait_for(
         lambda: "new workers start from the last good tokens" in served.log.read_text(),
         60,
@@ -207,7 +143,7 @@ def test_serve_ingests_over_http_reloads_tokens_on_sighup_and_stops_on_sigterm(
     )
 
     def still_serving() -> bool:
-        assert served.process.poll() is None, served.log.read_text()
+        assert served.running, served.log_tail()
         try:
             return all(
                 served.post("/api/readings", reading(seq), token=NEW_TOKEN).status_code == 200
@@ -226,8 +162,7 @@ def test_serve_ingests_over_http_reloads_tokens_on_sighup_and_stops_on_sigterm(
     assert still_serving()
 
     # SIGTERM: a graceful stop with exit status 0.
-    served.process.send_signal(signal.SIGTERM)
-    assert served.process.wait(60) == 0
+    assert served.stop(60) == 0
 
     log_lines = [line for line in served.log.read_text().splitlines() if line.startswith("{")]
     entries = [json.loads(line) for line in log_lines]

@@ -22,6 +22,8 @@ from beam_receiver.storage import (
     reading_index,
 )
 
+from tests.support.receiver import stored_count
+
 
 def row(seq: int, device: str = "d1", sensor: str = "s1", ts_ms: int = 0) -> NewReading:
     return NewReading(
@@ -56,7 +58,7 @@ def test_migrate_creates_schema_in_wal_mode(database: Database) -> None:
 def test_migrate_twice_changes_nothing(database: Database) -> None:
     database.insert_readings([row(1)])
     assert database.migrate() == SCHEMA_VERSION
-    assert database.count_readings() == 1
+    assert stored_count(database.path) == 1
     count = database.connection().execute("SELECT COUNT(*) FROM schema_migrations").fetchone()
     assert count[0] == SCHEMA_VERSION
 
@@ -93,7 +95,7 @@ def test_duplicates_are_counted_not_stored(database: Database) -> None:
     assert (first.accepted, first.duplicates) == (3, 0)
     again = database.insert_readings([row(2), row(3), row(4), row(4)])
     assert (again.accepted, again.duplicates) == (1, 3)
-    assert database.count_readings() == 4
+    assert stored_count(database.path) == 4
 
 
 def test_a_failing_batch_stores_nothing(database: Database) -> None:
@@ -101,7 +103,7 @@ def test_a_failing_batch_stores_nothing(database: Database) -> None:
     bad = row(3)._replace(payload=None)  # type: ignore[arg-type]  # NOT NULL fails mid-batch
     with pytest.raises(sqlite3.IntegrityError):
         database.insert_readings([row(2), bad, row(4)])
-    assert database.count_readings() == 1
+    assert stored_count(database.path) == 1
     assert database.insert_readings([row(2)]).accepted == 1  # the connection still works
 
 

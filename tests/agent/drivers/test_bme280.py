@@ -28,7 +28,8 @@ from beam_agent.drivers.bme280 import (
     open_smbus,
     parse_calibration,
 )
-from beam_agent.reading import check_payload
+
+from tests.support.readings import assert_json_payload
 
 # Temperature and pressure: the worked example of Bosch's BMP280 datasheet
 # (BST-BMP280-DS001, section 3.12), whose formulas the BME280 datasheet (BST-BME280-DS002,
@@ -255,7 +256,7 @@ def test_altitude_is_zero_at_sea_level_and_grows_as_pressure_falls() -> None:
 def test_read_reports_the_compensated_values(buses: BusFactory) -> None:
     driver = BME280Driver({})
     [sample] = driver.read()
-    check_payload(sample.payload)
+    assert_json_payload(sample.payload)
     _, t_fine = compensate_temperature(ADC_T, CAL)
     assert sample.sensor_type == "bme280"
     assert sample.payload == {

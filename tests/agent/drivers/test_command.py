@@ -13,7 +13,8 @@ import pytest
 from beam_agent.drivers import resolve_driver
 from beam_agent.drivers.base import DriverError, OptionError
 from beam_agent.drivers.command import CommandDriver, parse_output
-from beam_agent.reading import check_payload
+
+from tests.support.readings import assert_json_payload
 
 
 def python(code: str, timeout_s: float = 30.0) -> CommandDriver:
@@ -55,7 +56,7 @@ def test_stdin_is_closed_so_a_reading_program_does_not_hang() -> None:
 def test_non_finite_numbers_become_null() -> None:
     [sample] = python('print(\'{"a": NaN, "b": -Infinity, "c": 1e999, "d": 2.5}\')').read()
     assert sample.payload == {"a": None, "b": None, "c": None, "d": 2.5}
-    check_payload(sample.payload)
+    assert_json_payload(sample.payload)
 
 
 def test_a_non_zero_exit_names_the_status_and_quotes_stderr() -> None:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import subprocess
 import threading
@@ -15,6 +14,8 @@ import pytest
 
 from beam_agent.drivers import DriverError, OptionError, resolve_driver
 from beam_agent.drivers.http_json import HttpJsonDriver, redact
+
+from tests.support.waiting import free_port
 
 ROUTES: dict[str, tuple[int, bytes]] = {
     "/current": (200, b'{"temperature_c": 21.5, "station": "roof"}'),
@@ -240,9 +241,7 @@ def test_timeout_raises_driver_error(server: JsonHttpServer) -> None:
 
 
 def test_connection_refused_raises_driver_error() -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens there
     with pytest.raises(DriverError, match=f"GET http://127.0.0.1:{port}/x failed") as caught:
         make_driver(f"http://user:pa55@127.0.0.1:{port}/x?token=s3cret").read()
     assert "s3cret" not in str(caught.value) and "pa55" not in str(caught.value)

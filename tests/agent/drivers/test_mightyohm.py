@@ -15,7 +15,8 @@ from beam_agent.drivers.mightyohm import MightyOhmDriver, parse_mightyohm
 from beam_agent.reading import Reading
 from beam_agent.scheduler import Scheduler
 
-from tests.agent.drivers.pty_fixtures import FakeSerialDevice, StreamRunner, wait_until
+from tests.support.devices import WAIT_S, FakeSerialDevice, StreamRunner
+from tests.support.waiting import wait_for
 
 LINE = b"CPS, 1, CPM, 38, uSv/hr, 0.21, SLOW\r\n"
 
@@ -155,7 +156,7 @@ def test_stream_emits_one_sample_per_line(device: FakeSerialDevice, runner: Stre
     before = len(runner.samples)
     device.write(b"CPS, 2, CPM, 40, uSv/hr, 0.23, FAST\r\nCPS, 3, CP")
     device.write(b"M, 41, uSv/hr, 0.24, INST\r\n")  # a line split across two writes
-    assert wait_until(lambda: len(runner.samples) >= before + 2)
+    wait_for(lambda: len(runner.samples) >= before + 2, WAIT_S, "two more samples")
     assert runner.payloads[before:] == [
         {"cps": 2, "cpm": 40, "usv_per_hr": 0.23, "mode": "FAST"},
         {"cps": 3, "cpm": 41, "usv_per_hr": 0.24, "mode": "INST"},
@@ -174,7 +175,7 @@ def test_garbage_lines_are_counted_logged_and_skipped(
     assert device.write_until(LINE, lambda: len(runner.samples) > 0)
     before, skipped = len(runner.samples), driver.skipped
     device.write(b"\x00\xff\xfe garbage\r\nCPS, x, CPM\r\nCPS, 9, CPM, 99, uSv/hr, 0.5, SLOW\r\n")
-    assert wait_until(lambda: len(runner.samples) > before)
+    wait_for(lambda: len(runner.samples) > before, WAIT_S, "another sample")
     assert runner.payloads[before:] == [{"cps": 9, "cpm": 99, "usv_per_hr": 0.5, "mode": "SLOW"}]
     assert driver.skipped == skipped + 2
     assert any(
@@ -191,7 +192,7 @@ def test_overlong_line_is_dropped_without_ending_the_stream(device: FakeSerialDe
         assert device.write_until(LINE, lambda: len(runner.samples) > 0)
         before = len(runner.samples)
         device.write(b"A" * 5000 + b"\n" + b"CPS, 5, CPM, 50, uSv/hr, 0.3, SLOW\n")
-        assert wait_until(lambda: len(runner.samples) > before)
+        wait_for(lambda: len(runner.samples) > before, WAIT_S, "another sample")
         assert runner.payloads[before:] == [
             {"cps": 5, "cpm": 50, "usv_per_hr": 0.3, "mode": "SLOW"}
         ]
@@ -276,7 +277,11 @@ def test_scheduler_reconnects_after_the_device_returns(
     try:
         assert device.write_until(LINE, lambda: len(readings) > 0)
         device.unplug()
-        assert wait_until(lambda: scheduler.stats()["geiger"]["errors"] >= 1)
+        wait_for(
+            lambda: scheduler.stats()["geiger"]["errors"] >= 1,
+            WAIT_S,
+            "the unplugged device to count as an error",
+        )
         device.plug_in()
         count = len(readings)
         assert device.write_until(

@@ -10,7 +10,8 @@ import pytest
 from beam_agent.drivers import resolve_driver
 from beam_agent.drivers.base import DriverError, OptionError
 from beam_agent.drivers.power_supply import PowerSupplyDriver
-from beam_agent.reading import check_payload
+
+from tests.support.readings import assert_json_payload
 
 
 def supply(root: Path, name: str, **attributes: Any) -> Path:
@@ -41,7 +42,7 @@ def by_supply(driver: PowerSupplyDriver) -> dict[str, dict[str, Any]]:
     samples = driver.read()
     for sample in samples:
         assert sample.sensor_type == "power_supply"
-        check_payload(sample.payload)
+        assert_json_payload(sample.payload)
     return {sample.payload["supply"]: sample.payload for sample in samples}
 
 
@@ -168,7 +169,7 @@ def test_the_real_sysfs_reads_or_fails_cleanly() -> None:
     else:
         assert samples
         for sample in samples:
-            check_payload(sample.payload)
+            assert_json_payload(sample.payload)
 
 
 def test_registered_under_its_type_name_with_documented_options() -> None:

@@ -14,7 +14,8 @@ from beam_agent.drivers import DriverError, OptionError, resolve_driver
 from beam_agent.drivers.lines import LineSplitter
 from beam_agent.drivers.serial_lines import SerialLinesDriver, convert
 
-from tests.agent.drivers.pty_fixtures import FakeSerialDevice, StreamRunner, wait_until
+from tests.support.devices import WAIT_S, FakeSerialDevice, StreamRunner
+from tests.support.waiting import wait_for
 
 PATTERN = r"T=(?P<temperature_c>\S+) H=(?P<humidity>\S+) ID=(?P<station>\w+)( BAT=(?P<bat>\S+))?"
 
@@ -212,7 +213,7 @@ def test_stream_emits_matching_lines_with_types_and_sensor_type(
             b"# boot banner v1.2\r\nT=20.5 H=55 ID=roof BAT=90\r\n"
             b"T=20.6 H=54 ID=roof BAT=low\r\nT=20.7 H=53 ID=roof\r\n"
         )
-        assert wait_until(lambda: len(runner.samples) >= before + 2)
+        wait_for(lambda: len(runner.samples) >= before + 2, WAIT_S, "two more samples")
         assert runner.payloads[before:] == [
             {"temperature_c": 20.5, "humidity": 55.0, "station": "roof", "bat": 90},
             {"temperature_c": 20.7, "humidity": 53.0, "station": "roof", "bat": None},

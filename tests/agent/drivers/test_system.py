@@ -15,7 +15,8 @@ import pytest
 from beam_agent.drivers import resolve_driver
 from beam_agent.drivers.base import OptionError
 from beam_agent.drivers.system import SystemDriver, busy_percent, temperature_readings
-from beam_agent.reading import check_payload
+
+from tests.support.readings import assert_json_payload
 
 # The shape psutil.sensors_temperatures() documents for its entries (its own class lives in a
 # private module that has moved between psutil releases).
@@ -25,7 +26,7 @@ shwtemp = namedtuple("shwtemp", ["label", "current", "high", "critical"])
 def read_payload(driver: SystemDriver) -> dict[str, Any]:
     [sample] = driver.read()
     assert sample.sensor_type == "system"
-    return check_payload(sample.payload)
+    return assert_json_payload(sample.payload)
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import pytest
 from beam_agent.drivers import DriverError, OptionError, resolve_driver
 from beam_agent.drivers.tcp_json import TcpJsonDriver, parse_object
 
-from tests.agent.drivers.pty_fixtures import WAIT_S, StreamRunner, wait_until
+from tests.support.devices import WAIT_S, StreamRunner
+from tests.support.waiting import free_port, wait_for
 
 
 class JsonLineServer:
@@ -128,7 +129,7 @@ def test_stream_emits_each_object(server: JsonLineServer, runner: StreamRunner) 
     connection = server.next_connection()
     connection.sendall(b'{"temperature_c": 21.5, "ok": true}\n{"nested": {"a": [1')
     connection.sendall(b', 2]}, "s": "x"}\r\n\n')
-    assert wait_until(lambda: len(runner.samples) == 2)
+    wait_for(lambda: len(runner.samples) == 2, WAIT_S, "both samples")
     assert runner.payloads == [
         {"temperature_c": 21.5, "ok": True},
         {"nested": {"a": [1, 2]}, "s": "x"},
@@ -145,7 +146,7 @@ def test_bad_lines_are_skipped_and_counted(
     try:
         connection = server.next_connection()
         connection.sendall(b'oops\n[1]\n"s"\n{"v": NaN}\n' + b"[" * 50_000 + b'\n{"v": 1}\n')
-        assert wait_until(lambda: len(runner.samples) == 1)
+        wait_for(lambda: len(runner.samples) == 1, WAIT_S, "the sample")
         assert runner.payloads == [{"v": 1}]
         assert driver.skipped == 5
         assert any(
@@ -164,7 +165,7 @@ def test_flooding_line_is_dropped_and_the_connection_goes_on(server: JsonLineSer
         for _ in range(200):  # 2 MB without a line end
             connection.sendall(b"x" * 10_000)
         connection.sendall(b'\n{"after": "flood"}\n')
-        assert wait_until(lambda: len(runner.samples) == 1)
+        wait_for(lambda: len(runner.samples) == 1, WAIT_S, "the sample")
         assert runner.payloads == [{"after": "flood"}]
         assert driver.skipped == 1
         assert runner.error is None and runner.thread.is_alive()
@@ -185,7 +186,7 @@ def test_server_dropping_the_connection_raises_driver_error(
 ) -> None:
     connection = server.next_connection()
     connection.sendall(b'{"n": 1}\n')
-    assert wait_until(lambda: len(runner.samples) == 1)
+    wait_for(lambda: len(runner.samples) == 1, WAIT_S, "the sample")
     connection.close()
     assert runner.finished()
     assert isinstance(runner.error, DriverError)
@@ -197,7 +198,7 @@ def test_reconnects_after_the_server_restarts(server: JsonLineServer) -> None:
     port = server.port
     first = StreamRunner(driver)
     server.next_connection().sendall(b'{"n": 1}\n')
-    assert wait_until(lambda: len(first.samples) == 1)
+    wait_for(lambda: len(first.samples) == 1, WAIT_S, "the first connection's sample")
     server.close()
     assert first.finished() and isinstance(first.error, DriverError)
 
@@ -210,7 +211,7 @@ def test_reconnects_after_the_server_restarts(server: JsonLineServer) -> None:
     again = StreamRunner(driver)
     try:
         restarted.next_connection().sendall(b'{"n": 2}\n')
-        assert wait_until(lambda: len(again.samples) == 1)
+        wait_for(lambda: len(again.samples) == 1, WAIT_S, "the sample after reconnecting")
         assert again.payloads == [{"n": 2}]
     finally:
         again.close()
@@ -238,8 +239,6 @@ def test_read_times_out_on_a_silent_server(server: JsonLineServer) -> None:
 
 
 def test_read_fails_clearly_when_nothing_listens() -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens there
     with pytest.raises(DriverError, match=f"cannot connect to 127.0.0.1:{port}"):
         make_driver(port).read()

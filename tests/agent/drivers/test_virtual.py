@@ -11,7 +11,8 @@ import pytest
 from beam_agent.drivers import resolve_driver
 from beam_agent.drivers.base import OptionError
 from beam_agent.drivers.virtual import VirtualDriver, sine_value
-from beam_agent.reading import check_payload
+
+from tests.support.readings import assert_json_payload
 
 
 def values(driver: VirtualDriver, reads: int, field: str = "value") -> list[Any]:
@@ -19,7 +20,7 @@ def values(driver: VirtualDriver, reads: int, field: str = "value") -> list[Any]
     for _ in range(reads):
         [sample] = driver.read()
         assert sample.sensor_type == "virtual"
-        check_payload(sample.payload)
+        assert_json_payload(sample.payload)
         out.append(sample.payload[field])
     return out
 

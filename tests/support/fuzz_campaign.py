@@ -17,14 +17,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import sqlite3
-import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -46,13 +40,12 @@ from schemathesis.checks import (
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 
-from conftest import write_receiver_toml, write_tokens_file
+from tests.support.receiver import ReceiverProcess, agent_nodes, configure_receiver
 
 DEVICES = {"beamrider-0001": "fuzz-device-token-0001", "beamrider-0002": "fuzz-device-token-0002"}
 OPERATOR = "fuzz-operator-token"
 MAX_BODY_BYTES = 65_536
 INT64_MAX = 2**63 - 1
-STARTUP_S = 60
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -90,68 +83,25 @@ READ_CALLERS = [("operator", "ops")] * 7
 READ_CALLERS += [("device", "beamrider-0001"), ("bad", "wrong-token"), ("none", "")]
 
 
-@dataclass
-class Served:
-    """A running `beam-receiver serve` and its files."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    directory: Path
-    log: Path
-
-    @property
-    def database(self) -> Path:
-        return self.directory / "receiver.db"
-
-
-@contextmanager
-def serve(directory: Path, port: int) -> Iterator[Served]:
-    """A real receiver (gunicorn, 2 workers x 4 threads) that accepts any future timestamp.
+def serve(directory: Path) -> ReceiverProcess:
+    """A real receiver (gunicorn, 2 workers x 4 threads) that accepts any future timestamp,
+    to run `with serve(directory) as served:`.
 
     max_future_s is huge so that the schema's timestamps (any year up to 9999) can be
     accepted: the clock rule is the one rule the fuzz deliberately switches off.
     """
-    write_tokens_file(directory / "receiver-tokens.toml", DEVICES, {"ops": OPERATOR})
-    (directory / "expected-nodes.toml").write_text('[nodes."beamrider-0001"]\nrole = "agent"\n')
-    config = write_receiver_toml(
+    return configure_receiver(
         directory,
-        listen=f"127.0.0.1:{port}",
+        devices=DEVICES,
+        operators={"ops": OPERATOR},
+        users={},
+        expected_nodes=agent_nodes("beamrider-0001"),
         workers=2,
         threads=4,
         max_future_s=1e12,
         max_body_bytes=MAX_BODY_BYTES,
         telemetry_retention_days=0,
     )
-    log = directory / "receiver.log"
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "beam_receiver", "serve", "--config", str(config)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    served = Served(process, f"http://127.0.0.1:{port}", directory, log)
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if requests.get(served.url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "the receiver did not answer /healthz"
-            time.sleep(0.2)
-        yield served
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)
 
 
 def reading_pairs(body: Any) -> list[tuple[str, int]]:
@@ -197,7 +147,7 @@ class Ledger:
 class Campaign:
     """Counts, failures and the ledger of one run."""
 
-    served: Served
+    served: ReceiverProcess
     session: requests.Session = field(default_factory=requests.Session)
     statuses: Counter[int] = field(default_factory=Counter)
     per_operation: Counter[str] = field(default_factory=Counter)
@@ -344,7 +294,7 @@ def operations() -> dict[str, Any]:
 
 
 def run_campaign(
-    served: Served, total: int, run_seed: int, progress: Callable[[str], None] = print
+    served: ReceiverProcess, total: int, run_seed: int, progress: Callable[[str], None] = print
 ) -> Campaign:
     """`total` requests or more, spread by WEIGHTS; writes top up what reads could not use."""
     campaign = Campaign(served)

@@ -14,17 +14,9 @@ from typing import Callable, Optional
 from beam_agent.drivers import Driver
 from beam_agent.reading import Sample
 
+from tests.support.waiting import poll_until
+
 WAIT_S = 15.0  # generous: the machine running the tests may be busy
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    """Poll `condition` until it holds or `timeout` passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 class FakeSerialDevice:
@@ -73,7 +65,7 @@ class FakeSerialDevice:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.write(data)
-            if wait_until(condition, 0.1):
+            if poll_until(condition, 0.1, interval=0.02):
                 return True
         return condition()
 

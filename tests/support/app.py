@@ -1,0 +1,96 @@
+"""The receiver in this process: the app from create_app on real files (tokens, expected
+nodes, receiver.toml, a SQLite database) behind Flask's test client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import flask_login
+from flask import Flask, session
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from beam_receiver.app import create_app
+from beam_receiver.auth import check_user, load_dashboard_user
+from beam_receiver.config import load_config
+from beam_receiver.state import ReceiverState, get_state
+
+from tests.support.constants import (
+    DEVICE,
+    OPERATOR,
+    OPERATOR_TOKEN,
+    OTHER_DEVICE,
+    PASSWORD,
+    TOKENS,
+    USER,
+)
+from tests.support.receiver import stored_count, write_receiver_toml, write_tokens_file
+
+EXPECTED_NODES = (
+    '[nodes."beamrider-0001"]\nrole = "agent"\ntags = { site = "lab" }\n'
+    '[nodes."beamrider-0003"]\nrole = "agent"\n'
+)
+
+
+@dataclass
+class Receiver:
+    """One app under test with its client, files and tokens."""
+
+    app: Flask
+    client: FlaskClient
+    directory: Path
+    tokens_file: Path
+    tokens: dict[str, str] = field(default_factory=lambda: dict(TOKENS))
+
+    def headers(self, name: str = DEVICE, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[name]}", **extra}
+
+    def operator(self) -> dict[str, str]:
+        return self.headers(OPERATOR)
+
+    def post_readings(
+        self, body: Any, name: str = DEVICE, headers: Optional[dict[str, str]] = None
+    ) -> TestResponse:
+        return self.client.post("/api/readings", json=body, headers=headers or self.headers(name))
+
+    def get(self, path: str, **params: Any) -> TestResponse:
+        return self.client.get(path, query_string=params, headers=self.operator())
+
+    @property
+    def state(self) -> ReceiverState:
+        with self.app.app_context():
+            return get_state()
+
+    def stored(self) -> int:
+        return stored_count(self.state.database.path)
+
+    def login(self, username: str = USER, password: str = PASSWORD) -> None:
+        """Log the client in the way the dashboard's login view does (flask_login.login_user)."""
+        with self.app.test_request_context():
+            assert check_user(username, password)
+            user = load_dashboard_user(username)
+            assert user is not None
+            flask_login.login_user(user)
+            saved = dict(session)
+        with self.client.session_transaction() as client_session:
+            client_session.update(saved)
+
+
+def build_receiver(
+    directory: Path, expected_nodes: str = EXPECTED_NODES, **settings: Any
+) -> Receiver:
+    """An app on files in directory (created): both devices, the operator and the dashboard
+    user; `settings` are more receiver.toml keys."""
+    directory.mkdir()
+    tokens_file = write_tokens_file(
+        directory / "receiver-tokens.toml",
+        {DEVICE: TOKENS[DEVICE], OTHER_DEVICE: TOKENS[OTHER_DEVICE]},
+        {OPERATOR: OPERATOR_TOKEN},
+        {USER: PASSWORD},
+    )
+    (directory / "expected-nodes.toml").write_text(expected_nodes)
+    app = create_app(load_config(write_receiver_toml(directory, **settings)))
+    app.config["TESTING"] = True
+    return Receiver(app, app.test_client(), directory, tokens_file)
