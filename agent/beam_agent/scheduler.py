@@ -1,10 +1,11 @@
 """Runs every sensor on its own thread so that no driver can stop another or the push.
 
 A polled driver is called every `interval_ms` (fixed rate, with jitter, missed ticks skipped
-rather than bunched); each call runs on a short-lived daemon thread bounded by `timeout_ms`, so
-a driver that hangs costs only its own sensor. A streaming driver runs until it raises and is
-restarted after a back-off, which is how serial and TCP sources reconnect. Every sensor has a
-token bucket (`max_rate_hz`) so a flooding driver cannot drown the queue.
+rather than bunched); each call runs on the sensor's one long-lived read thread (ReadCaller),
+waited for at most `timeout_ms`, so a driver that hangs costs only its own sensor. A streaming
+driver runs until it raises and is restarted after a back-off, which is how serial and TCP
+sources reconnect. Every sensor has a token bucket (`max_rate_hz`) so a flooding driver
+cannot drown the queue.
 """
 
 from __future__ import annotations

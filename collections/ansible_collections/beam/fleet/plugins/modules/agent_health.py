@@ -66,16 +66,11 @@ options:
       - Fail the task when the agent is unhealthy. Leave false to use RV(healthy) with C(until).
     type: bool
     default: false
+extends_documentation_fragment:
+  - beam.fleet.attributes
+  - beam.fleet.attributes.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Reads only, so it runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing.
   platform:
-    support: full
-    platforms: posix
     description: Runs on the agent's node.
 author:
   - beam-fleet contributors (@beam-fleet)

@@ -46,6 +46,8 @@ options:
     description: A comment line written at the top of the file.
     type: str
     default: "# Managed by beam.fleet (ssh_access): keys not declared in the inventory are removed."
+extends_documentation_fragment:
+  - beam.fleet.attributes
 attributes:
   check_mode:
     support: full
@@ -54,8 +56,6 @@ attributes:
     support: full
     description: Shows the file before and after.
   platform:
-    support: full
-    platforms: posix
     description: Runs on the node, as root (or as O(user)).
 author:
   - beam-fleet contributors (@beam-fleet)

@@ -42,16 +42,11 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - beam.fleet.attributes
+  - beam.fleet.attributes.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing.
   platform:
-    support: full
-    platforms: posix
     description: Runs on the node; needs root to read every account's files.
 author:
   - beam-fleet contributors (@beam-fleet)

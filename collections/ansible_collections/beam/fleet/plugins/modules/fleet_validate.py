@@ -57,17 +57,11 @@ options:
       - The date (C(YYYY-MM-DD)) that decides which keys have expired. Defaults to today (UTC).
       - A key or operator with C(expires) may log in through that date and not after it.
     type: str
-extends_documentation_fragment: []
+extends_documentation_fragment:
+  - beam.fleet.attributes
+  - beam.fleet.attributes.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Reads the inventory only; the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is nothing to diff.
   platform:
-    support: full
-    platforms: posix
     description: Runs on the controller.
 author:
   - beam-fleet contributors (@beam-fleet)

@@ -68,6 +68,8 @@ options:
       - Who made the change, as recorded. Roles pass the controller's C(user@host).
       - Defaults to the E(SUDO_USER) or E(USER) environment variable of the module, else C(unknown).
     type: str
+extends_documentation_fragment:
+  - beam.fleet.attributes
 attributes:
   check_mode:
     support: full
@@ -76,8 +78,6 @@ attributes:
     support: full
     description: Shows the active release, the previous one and the releases on disk, before and after.
   platform:
-    support: full
-    platforms: posix
     description: Runs on the node; needs write access to O(root).
 author:
   - beam-fleet contributors (@beam-fleet)

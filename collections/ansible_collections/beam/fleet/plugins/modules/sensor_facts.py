@@ -48,19 +48,14 @@ options:
     description: Device directory (for tests and chroots).
     type: path
     default: /dev
+extends_documentation_fragment:
+  - beam.fleet.attributes
+  - beam.fleet.attributes.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Only reads and probes; the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing.
   facts:
     support: full
     description: Sets C(beam_sensors_discovered).
   platform:
-    support: full
-    platforms: posix
     description: Runs on the node; needs read access to C(/dev/i2c-*) (root or the i2c group).
 author:
   - beam-fleet contributors (@beam-fleet)
