@@ -226,7 +226,7 @@ def write_inventories(bench: Bench, addresses: dict[str, str]) -> tuple[Path, Pa
     common = {
         "beam_fleet_secrets_dir": str(bench.secrets),
     }
-    receiver_url = {"beam_receiver_url": f"http://{NODES['lab-receiver']}:8000"}
+    receiver_url = {"beam_receiver_url": f"https://{NODES['lab-receiver']}"}
     known_hosts = bench.work / "known_hosts"
     lines = []
     for container, address in addresses.items():

@@ -68,7 +68,7 @@ for node in "${NODES[@]}"; do
         continue
     fi
     publish=()
-    [ "$node" = beam-lab-receiver ] && publish=(--publish "127.0.0.1:$PORT:8000")
+    [ "$node" = beam-lab-receiver ] && publish=(--publish "127.0.0.1:$PORT:443")
     say "starting $node"
     # systemd as PID 1 without --privileged (see docs/collection.md, "Containers")
     docker run --detach --name "$node" --hostname "$node" --label beam-lab=1 \
@@ -103,7 +103,7 @@ password_file="$REPO/inventories/lab/.secrets/users/admin"
 cat <<EOT
 
   The lab is up.
-  Dashboard:  http://127.0.0.1:$PORT/
+  Dashboard:  https://127.0.0.1:$PORT/  (certificate of the lab's CA: inventories/lab/.secrets/pki/ca.crt)
   Login:      admin / $(cat "$password_file")   (kept in inventories/lab/.secrets/users/admin)
   Report:     $BIN/ansible-playbook playbooks/status.yml
   Tear down:  molecule/scripts/lab-down.sh

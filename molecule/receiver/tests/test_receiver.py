@@ -56,7 +56,45 @@ def test_unit_is_enabled_and_running(host):
     service = host.service("beam-receiver.service")
     assert service.is_enabled
     assert service.is_running
-    assert host.socket("tcp://0.0.0.0:8000").is_listening
+    # gunicorn on loopback only; nginx with TLS is the one listener others reach
+    assert host.socket("tcp://127.0.0.1:8000").is_listening
+    assert not host.socket("tcp://0.0.0.0:8000").is_listening
+    assert host.service("nginx.service").is_running
+    assert host.socket("tcp://0.0.0.0:443").is_listening
+    assert not host.socket("tcp://0.0.0.0:80").is_listening
+
+
+TLS_GET = r"""
+import json, ssl, sys, urllib.request
+url, ca, version = sys.argv[1:4]
+context = ssl.create_default_context(cafile=ca)
+if version:
+    context.minimum_version = context.maximum_version = getattr(ssl.TLSVersion, version)
+try:
+    with urllib.request.urlopen(url, timeout=10, context=context) as answer:
+        print(json.dumps({"status": answer.status, "hsts": answer.headers.get("Strict-Transport-Security")}))
+except Exception as error:
+    print(json.dumps({"error": type(error).__name__ + ": " + str(error)}))
+"""
+
+
+def test_nginx_serves_tls_with_the_fleet_ca_only(host):
+    ca = "/etc/beam/tls/ca.crt"
+    assert host.file("/etc/beam/tls/receiver.key").mode == 0o600
+    assert host.file("/etc/beam/tls/receiver.key").user == "root"
+    answer = json.loads(host.run("python3 -c %s %s %s %s", TLS_GET, "https://127.0.0.1/healthz", ca, "").stdout)
+    assert answer.get("status") == 200, answer
+    tls12 = json.loads(host.run("python3 -c %s %s %s %s", TLS_GET, "https://localhost/healthz", ca, "TLSv1_2").stdout)
+    assert tls12.get("status") == 200, tls12
+    # the system store does not know the fleet CA: an agent without ca_file is refused
+    system = json.loads(
+        host.run("python3 -c %s %s %s %s", TLS_GET, "https://127.0.0.1/healthz", "/etc/ssl/certs/ca-certificates.crt", "").stdout
+    )
+    assert "CERTIFICATE_VERIFY_FAILED" in system.get("error", ""), system
+    # an address the certificate does not carry (the container's own IP) is refused too
+    address = host.run("hostname -i").stdout.split()[0]
+    other = json.loads(host.run("python3 -c %s %s %s %s", TLS_GET, f"https://{address}/healthz", ca, "").stdout)
+    assert "mismatch" in other.get("error", ""), other
 
 
 def test_unit_is_hardened(host):

@@ -17,6 +17,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.beam.fleet.plugins.module_utils.fleet import (
     NODE_VARIABLES,
     fleet_summary,
+    fleet_warnings,
     validate_fleet,
 )
 from ansible_collections.beam.fleet.plugins.module_utils.ssh_access import SSH_VARIABLES, parse_date
@@ -68,6 +69,9 @@ class ActionModule(ActionBase):
         # No ansible_facts: facts land in the fact cache and would outlive the inventory they
         # were checked from. Callers register the result (see the module's EXAMPLES).
         result.update(changed=False, problems=problems, nodes=records, fleet=fleet_summary(records))
+        warnings = fleet_warnings(records) if not problems else []
+        if warnings:
+            result["warnings"] = warnings
         if problems:
             result["failed"] = True
             result["msg"] = "the inventory does not describe a valid fleet (%d problems):\n%s" % (

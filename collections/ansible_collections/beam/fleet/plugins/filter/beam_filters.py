@@ -64,9 +64,42 @@ def token_hash(token):
     return "sha256:" + hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
 
 
+def authorized_keys_path(pattern, user, home):
+    """The file sshd reads a user's keys from, by its AuthorizedKeysFile pattern (sshd_config(5)).
+
+    %% is a literal %, %h the user's home, %u the user name, %U the uid (not supported: an
+    error); a relative path is relative to the home directory.
+    """
+    if not pattern or pattern.lower() == "none":
+        raise AnsibleFilterError("sshd reads no AuthorizedKeysFile (%r)" % (pattern,))
+    parts = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "%" and index + 1 < len(pattern):
+            token = pattern[index + 1]
+            if token == "%":
+                parts.append("%")
+            elif token == "h":
+                parts.append(home)
+            elif token == "u":
+                parts.append(user)
+            else:
+                raise AnsibleFilterError("AuthorizedKeysFile %r: the token %%%s is not supported" % (pattern, token))
+            index += 2
+            continue
+        parts.append(char)
+        index += 1
+    path = "".join(parts)
+    if not path.startswith("/"):
+        path = home.rstrip("/") + "/" + path
+    return path
+
+
 class FilterModule(object):
     def filters(self):
         return {
+            "authorized_keys_path": authorized_keys_path,
             "toml_value": toml_value,
             "werkzeug_pbkdf2": werkzeug_pbkdf2,
             "token_hash": token_hash,

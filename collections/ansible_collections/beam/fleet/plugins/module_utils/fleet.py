@@ -33,7 +33,9 @@ URL_PATTERN = re.compile(r"^https?://[^/\s]+")
 # Keys of a [[sensor]] table that belong to the agent, not to the driver.
 SENSOR_KEYS = ("name", "type", "driver", "interval_ms", "timeout_ms", "max_rate_hz")
 SENSOR_KEY_KINDS = {"interval_ms": "int", "timeout_ms": "int", "max_rate_hz": "float"}
-DEFAULT_RECEIVER_PORT = 8000
+# Where agents reach a receiver by default: nginx with TLS on 443 (or plain HTTP on 80 where
+# the inventory sets beam_receiver_tls: false).
+DEFAULT_PORTS = {"https": 443, "http": 80}
 
 # The inventory variables a node is described by, and what each must be.
 NODE_VARIABLES = (
@@ -46,6 +48,7 @@ NODE_VARIABLES = (
     "beam_receiver",
     "beam_receiver_url",
     "beam_receiver_port",
+    "beam_receiver_tls",
     "ansible_host",
 )
 
@@ -167,13 +170,21 @@ def sensor_devices(sensors):
     return dict((kind, sorted(paths)) for kind, paths in found.items())
 
 
+def receiver_scheme(node):
+    """https unless the inventory sets beam_receiver_tls to false for this receiver."""
+    return "http" if node.get("beam_receiver_tls") is False else "https"
+
+
 def _receiver_url(node):
     url = node.get("beam_receiver_url")
     if url:
         return str(url).rstrip("/")
+    scheme = receiver_scheme(node)
     address = node.get("ansible_host") or node["host"]
-    port = node.get("beam_receiver_port") or DEFAULT_RECEIVER_PORT
-    return "http://%s:%s" % (address, port)
+    port = node.get("beam_receiver_port")
+    if port in (None, "", DEFAULT_PORTS[scheme]):
+        return "%s://%s" % (scheme, address)
+    return "%s://%s:%s" % (scheme, address, port)
 
 
 def _check_node(node, problems):
@@ -234,6 +245,23 @@ def _check_node(node, problems):
     url = node.get("beam_receiver_url")
     if url not in (None, "") and (not isinstance(url, str) or not URL_PATTERN.match(url)):
         fail("beam_receiver_url", "must be an http:// or https:// URL, got %r" % (url,))
+    tls = node.get("beam_receiver_tls")
+    if tls is not None and not isinstance(tls, bool):
+        fail("beam_receiver_tls", "must be true or false, got %r" % (tls,))
+    elif tls is not None and "receiver" not in roles:
+        fail("beam_receiver_tls", "is set but the node has no receiver role")
+    elif (
+        "receiver" in roles
+        and isinstance(url, str)
+        and url.lower().startswith("http://")
+        and receiver_scheme(node) == "https"
+    ):
+        # (an https:// URL with beam_receiver_tls: false is a TLS proxy of the operator's own)
+        fail(
+            "beam_receiver_url",
+            "%r is plain HTTP but the receiver serves only HTTPS (beam_receiver_tls is true by "
+            "default): use https://, or set beam_receiver_tls: false to serve plain HTTP" % (url,),
+        )
     return {
         "host": host,
         "node_id": node_id,
@@ -294,7 +322,12 @@ def validate_fleet(nodes, groups=None, today=None):
 
     receivers = sorted(h for h, r in records.items() if "receiver" in r["roles"])
     for host in receivers:
-        records[host]["receiver_url"] = _receiver_url(by_host[host])
+        node = by_host[host]
+        scheme = receiver_scheme(node)
+        records[host]["receiver_url"] = _receiver_url(node)
+        # what nginx on the receiver serves, whatever name agents use to reach it
+        records[host]["receiver_tls"] = scheme == "https"
+        records[host]["receiver_port"] = node.get("beam_receiver_port") or DEFAULT_PORTS[scheme]
     for host in sorted(records):
         record = records[host]
         if "agent" not in record["roles"]:
@@ -329,6 +362,22 @@ def validate_fleet(nodes, groups=None, today=None):
                 % (host, ", ".join(receivers))
             )
     return records, sorted(problems)
+
+
+def fleet_warnings(records):
+    """What a valid fleet still exposes: every plain-HTTP hop, one line each (no failure)."""
+    warnings = []
+    for host in sorted(records):
+        record = records[host]
+        if str(record.get("receiver_url") or "").startswith("http://"):
+            warnings.append(
+                "%s: beam_receiver_tls: false: agents, operators and browsers reach this receiver in plain "
+                "HTTP, so anyone on the path can read device tokens, passwords and session cookies" % host
+            )
+        if "agent" in record["roles"] and str(record.get("api_url") or "").startswith("http://"):
+            warnings.append("%s: the agent pushes to %s in plain HTTP: its token crosses the network readable"
+                            % (host, record["api_url"]))
+    return warnings
 
 
 def fleet_summary(records):

@@ -25,6 +25,9 @@ description:
     C(beam_ssh_automation_keys), C(beam_ssh_revoked_keys)) - an unknown group, a malformed
     public key, a bad expiry date, a duplicate operator name or a key declared for two
     operators - and resolves which operator keys may log in on each node (C(ssh) in RV(nodes)).
+  - Receivers serve HTTPS (nginx, the fleet CA) unless the inventory sets C(beam_receiver_tls=false);
+    every plain-HTTP hop (such a receiver, an agent pushing to an C(http://) URL) is reported as
+    a warning. A C(http://) C(beam_receiver_url) for a receiver that serves HTTPS is refused.
   - Resolves, for each agent, the receiver URL it pushes to, and returns every node's checked
     record in RV(nodes), so roles need not repeat the rules.
   - Runs on the controller (an action plugin reads the inventory); it does not connect to the node.
@@ -41,7 +44,8 @@ options:
     description:
       - Node descriptions to check instead of the inventory, each a mapping with C(host)
         and the node variables C(beam_node_id), C(beam_roles), C(beam_site), C(beam_arch),
-        C(beam_tags), C(beam_sensors), C(beam_receiver), C(beam_receiver_url), C(beam_receiver_port).
+        C(beam_tags), C(beam_sensors), C(beam_receiver), C(beam_receiver_url), C(beam_receiver_port),
+        C(beam_receiver_tls).
       - May also hold C(group_names) and the SSH variables C(beam_ssh_automation_user),
         C(beam_ssh_automation_keys), C(beam_ssh_operators) and C(beam_ssh_revoked_keys).
       - For fleets described outside an Ansible inventory, and for tests.
@@ -122,7 +126,7 @@ nodes:
       sensors: []
       devices: {serial: [], i2c: []}
       receiver_host: rx1
-      api_url: http://rx1:8000
+      api_url: https://rx1
       ssh:
         automation_user: beam-ops
         automation_keys: []

@@ -23,4 +23,4 @@ def test_argument_specs_equal_defaults(role):
 
 
 def test_every_role_has_specs():
-    assert ROLES == ["_common", "agent", "base", "receiver", "ssh_access", "wheelhouse"]
+    assert ROLES == ["_common", "agent", "base", "pki", "receiver", "ssh_access", "wheelhouse"]

@@ -12,6 +12,7 @@ else:
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.beam.fleet.plugins.filter.beam_filters import (
+    authorized_keys_path,
     token_hash,
     toml_value,
     werkzeug_pbkdf2,
@@ -54,3 +55,22 @@ def test_token_hash_matches_the_receivers():
     assert token_hash("  abc123\n") == hash_token("abc123")
     with pytest.raises(AnsibleFilterError):
         token_hash("   ")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (".ssh/authorized_keys", "/home/beam-ops/.ssh/authorized_keys"),
+        ("%h/.ssh/authorized_keys", "/home/beam-ops/.ssh/authorized_keys"),
+        ("/etc/ssh/keys/%u", "/etc/ssh/keys/beam-ops"),
+        ("/etc/ssh/100%%/%u.keys", "/etc/ssh/100%/beam-ops.keys"),
+    ],
+)
+def test_authorized_keys_path_resolves_sshds_tokens(pattern, expected):
+    assert authorized_keys_path(pattern, "beam-ops", "/home/beam-ops") == expected
+
+
+@pytest.mark.parametrize("pattern", ["none", "", "/etc/keys/%U"])
+def test_authorized_keys_path_refuses_what_names_no_file(pattern):
+    with pytest.raises(AnsibleFilterError):
+        authorized_keys_path(pattern, "beam-ops", "/home/beam-ops")

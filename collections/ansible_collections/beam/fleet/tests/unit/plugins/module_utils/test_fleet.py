@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.beam.fleet.plugins.module_utils.fleet import (
+    fleet_warnings,
     check_sensor,
     fleet_summary,
     sensor_devices,
@@ -24,7 +25,7 @@ def test_valid_fleet_resolves_each_agent_to_its_receiver():
         node("pi2", ["agent"], beam_node_id="roof-2"),
     ])
     assert problems == []
-    assert records["pi1"]["api_url"] == "http://10.0.0.5:8000"
+    assert records["pi1"]["api_url"] == "https://10.0.0.5"  # nginx with TLS on 443 by default
     assert records["pi1"]["receiver_host"] == "rx"
     assert records["pi2"]["node_id"] == "roof-2"
     assert records["pi1"]["devices"] == {"serial": ["/dev/ttyUSB0"], "i2c": []}
@@ -58,7 +59,7 @@ def test_agent_must_choose_among_several_receivers():
         node("pi1", ["agent"]), node("pi2", ["agent"], beam_receiver="rx2"),
     ])
     assert problems == ["pi1: beam_receiver: agent points at no receiver: set beam_receiver to one of rx1, rx2"]
-    assert records["pi2"]["api_url"] == "http://rx2:8000"
+    assert records["pi2"]["api_url"] == "https://rx2"
 
 
 def test_beam_receiver_must_name_a_receiver_host():
@@ -79,7 +80,7 @@ def test_external_receiver_url_satisfies_an_agent():
 def test_node_with_both_roles_pushes_to_itself():
     records, problems = validate_fleet([node("box", ["agent", "receiver"], beam_receiver_port=9000)])
     assert problems == []
-    assert records["box"]["api_url"] == "http://box:9000"
+    assert records["box"]["api_url"] == "https://box:9000"
 
 
 @pytest.mark.parametrize(
@@ -143,3 +144,38 @@ def test_devices_of_i2c_sensors_use_the_default_bus():
         {"name": "n", "type": "tcp_json", "host": "h", "port": 4000},
     ])
     assert devices == {"i2c": ["/dev/i2c-1", "/dev/i2c-3"], "serial": ["/dev/ttyACM0"]}
+
+
+def test_plain_http_only_where_the_inventory_asks_and_then_a_warning():
+    records, problems = validate_fleet([
+        node("rx1", ["receiver"], beam_receiver_port=8443),
+        node("rx2", ["receiver"], beam_receiver_tls=False),
+        node("pi1", ["agent"], beam_receiver="rx1"),
+        node("pi2", ["agent"], beam_receiver="rx2"),
+    ])
+    assert problems == []
+    assert records["pi1"]["api_url"] == "https://rx1:8443"
+    assert records["pi2"]["api_url"] == "http://rx2"
+    assert fleet_warnings(records) == [
+        "pi2: the agent pushes to http://rx2 in plain HTTP: its token crosses the network readable",
+        "rx2: beam_receiver_tls: false: agents, operators and browsers reach this receiver in plain HTTP, "
+        "so anyone on the path can read device tokens, passwords and session cookies",
+    ]
+
+
+def test_a_tls_setting_that_cannot_work_is_refused():
+    problems = validate_fleet([
+        node("rx1", ["receiver"], beam_receiver_url="http://rx1.example.org:8000"),
+        node("rx2", ["receiver"], beam_receiver_tls="yes"),
+        node("pi1", ["agent"], beam_receiver="rx1", beam_receiver_tls=True),
+    ])[1]
+    assert problems == [
+        "pi1: beam_receiver_tls: is set but the node has no receiver role",
+        "rx1: beam_receiver_url: 'http://rx1.example.org:8000' is plain HTTP but the receiver serves only "
+        "HTTPS (beam_receiver_tls is true by default): use https://, or set beam_receiver_tls: false to "
+        "serve plain HTTP",
+        "rx2: beam_receiver_tls: must be true or false, got 'yes'",
+    ]
+    # an https:// URL in front of a plain receiver is the operator's own TLS proxy: allowed
+    records, problems = validate_fleet([node("rx", ["receiver"], beam_receiver_tls=False, beam_receiver_url="https://rx.example.org")])
+    assert problems == [] and fleet_warnings(records) == []

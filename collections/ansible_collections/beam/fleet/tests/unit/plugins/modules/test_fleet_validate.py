@@ -43,7 +43,7 @@ def test_nodes_given_as_data_are_accepted(tmp_path):
     ])
     assert not result.get("failed")
     assert sorted(result["nodes"]) == ["pi", "rx"]
-    assert result["nodes"]["pi"]["api_url"] == "http://rx:8000"
+    assert result["nodes"]["pi"]["api_url"] == "https://rx"
     assert result["fleet"]["receivers"] == ["rx"]
     assert "ansible_facts" not in result  # never cached: a stale record cannot outlive its inventory
 
