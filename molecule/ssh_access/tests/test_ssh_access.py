@@ -284,6 +284,46 @@ def public_of(private: Path) -> str:
     return " ".join(Path(str(private) + ".pub").read_text().split()[:2])
 
 
+FRESH_SSHD = """
+rm -f /etc/ssh/sshd_config.d/00-beam-access.conf
+mkdir -p /etc/ssh/pinned
+cp ~beam-ops/.ssh/authorized_keys /etc/ssh/pinned/{name} && chmod 0644 /etc/ssh/pinned/{name}
+echo 'AuthorizedKeysFile /etc/ssh/pinned/{pattern}' > /etc/ssh/sshd_config.d/99-test-pin.conf
+sshd -t && systemctl reload ssh.service
+"""
+
+
+def password_login(node: str) -> str:
+    return docker(node, "sshd -T | grep -i '^passwordauthentication'").stdout.split()[-1]
+
+
+def test_keys_go_where_sshd_reads_them_and_password_login_waits_for_the_proof():
+    # by hand, node 2 as before its first access.yml: password login on, and an sshd that
+    # reads keys from /etc/ssh/pinned/%u (the automation key copied there, so Ansible gets in)
+    assert docker("beam-mol-ssh-2", FRESH_SSHD.format(name="beam-ops", pattern="%u")).returncode == 0
+    try:
+        assert password_login("beam-mol-ssh-2") == "yes"
+        run = playbook("access.yml")
+        assert run.returncode == 0
+        assert password_login("beam-mol-ssh-2") == "no"
+        pinned = docker("beam-mol-ssh-2", "cat /etc/ssh/pinned/beam-ops").stdout
+        assert public_of(automation_key("beam-mol-ssh-2").resolve()) in pinned
+        assert public("alice_a") in docker("beam-mol-ssh-2", "cat /etc/ssh/pinned/alice").stdout
+        # an sshd whose key location the role cannot resolve (%U, the uid): the node keeps
+        # password login, and the run names it; the other node is untouched
+        uid = docker("beam-mol-ssh-2", "id -u beam-ops").stdout.strip()
+        assert docker("beam-mol-ssh-2", FRESH_SSHD.format(name=uid, pattern="%U")).returncode == 0
+        run = playbook("access.yml")
+        assert run.returncode != 0
+        assert "beam-mol-ssh-2" in run.stdout and "%U is not supported" in run.stdout
+        assert password_login("beam-mol-ssh-2") == "yes"
+        assert password_login("beam-mol-ssh-1") == "no"
+        assert recap_changed(run.stdout).get("beam-mol-ssh-1") == 0
+    finally:
+        assert docker("beam-mol-ssh-2", UNPIN).returncode == 0
+        playbook("access.yml")  # back to the role's own drop-in
+
+
 def test_access_over_ssh_changes_nothing_the_second_time():
     playbook("access.yml")
     run = playbook("access.yml")
