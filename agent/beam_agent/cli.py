@@ -99,10 +99,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, check_files=True)
+    verified = f"; receiver verified against {config.ca_file}" if config.ca_file else ""
     print(
         f"{config.path}: ok ({len(config.sensors)} sensors: "
-        f"{', '.join(s.name for s in config.sensors) or 'none'})"
+        f"{', '.join(s.name for s in config.sensors) or 'none'}{verified})"
     )
     return EX_OK
 
@@ -164,6 +165,7 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
         f"duplicates acked:  {counters.get('duplicates_acknowledged', 0)}",
         f"dead-lettered:     {counters.get('dead_lettered', 0)}",
         f"last push:         {last_push.get('detail', 'never')} at {last_push.get('at', '-')}",
+        *([f"push failing:      {last_push['failure']}"] if last_push.get("failure") else []),
         "sensors:",
     ]
     for name, stats in sorted((status.get("sensors") or {}).items()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class AgentConfig:
     state_dir: Path
     device_token: Optional[str] = field(default=None, repr=False)
     device_token_file: Optional[Path] = None
+    ca_file: Optional[Path] = None  # PEM bundle for an https api_url; None: default CAs
     role: str = "agent"
     tags: dict[str, str] = field(default_factory=dict)
     queue: QueueConfig = field(default_factory=QueueConfig)
@@ -142,6 +144,7 @@ TOP_OPTIONS = (
     Option("api_url", str),
     Option("device_token", str, None),
     Option("device_token_file", str, None),
+    Option("ca_file", str, None),
     Option("state_dir", str, "/var/lib/beam-agent"),
     Option("role", str, "agent"),
     Option("tags", dict, {}),
@@ -159,8 +162,13 @@ PUSH_OPTIONS = (
 TELEMETRY_OPTIONS = (Option("interval_s", float, 30.0, minimum=1.0),)
 
 
-def load_config(path: Path | str) -> AgentConfig:
-    """Read and check config.toml; raises ConfigError listing every problem found."""
+def load_config(path: Path | str, check_files: bool = False) -> AgentConfig:
+    """Read and check config.toml; raises ConfigError listing every problem found.
+
+    `check_files` (check-config) also opens the files the config names: `ca_file` must hold
+    a PEM certificate. `run` does not: a CA file that goes bad later stops deliveries (the
+    push reports it as a TLS failure and keeps the readings), not the sensors.
+    """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -168,7 +176,26 @@ def load_config(path: Path | str) -> AgentConfig:
         raise ConfigError(path, [Problem("(file)", f"cannot read: {exc.strerror or exc}")]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [Problem("(file)", f"invalid TOML: {exc}")]) from exc
-    return parse_config(data, path)
+    return parse_config(data, path, check_files)
+
+
+def ca_file_problem(path: Path) -> Optional[str]:
+    """Why `path` cannot serve as the CA bundle an https receiver is verified against."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:  # as the push loads it
+        context.load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        return f"{path} holds no PEM certificate that can be loaded ({reason})"
+    if not context.cert_store_stats()["x509"]:
+        return f"{path} holds no PEM certificate"
+    return None
 
 
 def _section(
@@ -181,7 +208,7 @@ def _section(
     return {option.name: check.take(table, option, prefix) for option in options}
 
 
-def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
+def parse_config(data: Mapping[str, Any], path: Path, check_files: bool = False) -> AgentConfig:
     check = _Checker()
     check.unknown(data, (*(o.name for o in TOP_OPTIONS), *TOP_TABLES), "")
     top = _section(check, data, "", TOP_OPTIONS)
@@ -192,6 +219,20 @@ def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
         )
     if top["api_url"] and not re.match(r"^https?://[^/\s]+", top["api_url"]):
         check.fail("api_url", f"must be an http:// or https:// URL, got {top['api_url']!r}")
+    elif top["api_url"] and top["ca_file"] is not None and not top["api_url"].startswith("https"):
+        check.fail(
+            "ca_file",
+            f"verifies an https:// receiver, but api_url is {top['api_url']!r}: "
+            "use https:// in api_url, or remove ca_file",
+        )
+    # Relative paths are relative to the config file, never to wherever the agent started.
+    ca_path = path.parent / top["ca_file"] if top["ca_file"] is not None else None
+    if top["ca_file"] == "":
+        check.fail("ca_file", "must be a path; leave it out to use the default CA bundle")
+    elif ca_path is not None and check_files:
+        problem = ca_file_problem(ca_path)
+        if problem is not None:
+            check.fail("ca_file", problem)
     if top["device_token"] is None and top["device_token_file"] is None:
         check.fail("device_token_file", "either device_token_file or device_token is required")
     if any(not isinstance(v, str) for v in top["tags"].values()):
@@ -203,7 +244,6 @@ def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
     if check.problems:
         raise ConfigError(path, check.problems)
 
-    # Relative paths are relative to the config file, never to wherever the agent started.
     token_path = path.parent / top["device_token_file"] if top["device_token_file"] else None
     return AgentConfig(
         path=path,
@@ -211,6 +251,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
         api_url=top["api_url"].rstrip("/"),
         device_token=top["device_token"],
         device_token_file=token_path,
+        ca_file=ca_path,
         state_dir=path.parent / top["state_dir"],
         role=top["role"],
         tags=top["tags"],

@@ -2,9 +2,10 @@
 
 The answer to every request is classified once (`PushOutcome`), and everything else follows
 from the class: 2xx acknowledges the batch, 413 splits it, another 4xx parks it in the dead
-letters, and 429, 5xx and network errors leave it queued for a later attempt after a capped,
-jittered exponential back-off. Readings are acknowledged only after a 2xx, so a crash or a
-lost answer means a reading is sent again (the receiver stores it once), never lost.
+letters, and 429, 5xx, network errors and TLS failures (a receiver certificate this node does
+not trust) leave it queued for a later attempt after a capped, jittered exponential back-off.
+Readings are acknowledged only after a 2xx, so a crash or a lost answer means a reading is
+sent again (the receiver stores it once), never lost.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import logging
 import math
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -46,6 +49,7 @@ class OutcomeKind(enum.Enum):
     TOO_LARGE = "too_large"
     AUTH = "auth"
     REJECTED = "rejected"
+    TLS = "tls"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class PushOutcome:
     deliberate extension of the contract (which parks every other 4xx): a token that was
     rotated on one side first, or not deployed yet, must not park the whole backlog.
     408 (request timeout) is retried too: it says nothing about the readings themselves.
+    `tls` (no answer: the receiver's certificate was not trusted, or the handshake failed) is
+    retried like a network error; its message says what to fix on which side.
     """
 
     kind: OutcomeKind
@@ -71,7 +77,7 @@ class PushOutcome:
 
     @property
     def retryable(self) -> bool:
-        return self.kind in (OutcomeKind.RETRY, OutcomeKind.AUTH)
+        return self.kind in (OutcomeKind.RETRY, OutcomeKind.AUTH, OutcomeKind.TLS)
 
 
 def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
@@ -150,12 +156,92 @@ def classify(status: int, headers: Any, content: bytes) -> PushOutcome:
     return PushOutcome(OutcomeKind.REJECTED, status, message)
 
 
-def network_failure(exc: requests.RequestException, timeout_s: float) -> PushOutcome:
+def network_failure(exc: OSError, timeout_s: float, ca_file: Optional[Path] = None) -> PushOutcome:
+    """A request that got no answer: `tls` when TLS refused the receiver, else `retry`."""
+    problem = None if isinstance(exc, requests.Timeout) else tls_problem(exc, ca_file)
+    if problem is not None:
+        return PushOutcome(OutcomeKind.TLS, None, f"TLS: {problem}")
     if isinstance(exc, requests.Timeout):
         text = f"no answer within {timeout_s:g} s ({type(exc).__name__})"
     else:
         text = f"{type(exc).__name__}: {exc}"
     return PushOutcome(OutcomeKind.RETRY, None, f"network error: {text[:500]}")
+
+
+# OpenSSL's X509_V_ERR_* codes that say more than "not trusted".
+X509_CERT_NOT_YET_VALID = 9
+X509_CERT_HAS_EXPIRED = 10
+X509_HOSTNAME_MISMATCH = 62
+X509_IP_ADDRESS_MISMATCH = 64
+
+
+def tls_problem(exc: BaseException, ca_file: Optional[Path]) -> Optional[str]:
+    """What TLS refused and what to fix, or None when `exc` is no TLS failure.
+
+    Stable for a given cause (no ports, object ids or source lines), so the pusher logs a
+    TLS problem once, not on every retry.
+    """
+    if not isinstance(exc, requests.RequestException):
+        # requests checks that a CA file path exists before it connects
+        if ca_file is None:
+            return None
+        return f"cannot read ca_file {ca_file} ({exc}); put the fleet CA's certificate there"
+    cause = ssl_error_in(exc)
+    if cause is None:
+        return None
+    trusted = f"the CA in ca_file {ca_file}" if ca_file is not None else "the default CA bundle"
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        code = getattr(cause, "verify_code", None)
+        detail = ssl_words(cause)
+        # OpenSSL's codes; "doesn't match" is urllib3's words when it checks the name itself
+        if code in (X509_HOSTNAME_MISMATCH, X509_IP_ADDRESS_MISMATCH) or "doesn't match" in detail:
+            return (
+                f"the receiver's certificate does not name the host in api_url ({detail}); "
+                "use a host name or address the certificate was issued for in api_url, "
+                "or issue the receiver a certificate for that name"
+            )
+        if code in (X509_CERT_HAS_EXPIRED, X509_CERT_NOT_YET_VALID):
+            return (
+                f"the receiver's certificate is outside its validity period ({detail}); "
+                "renew it on the receiver, or set this node's clock right"
+            )
+        fix = (
+            "ca_file must hold the CA that signed the receiver's certificate (the fleet CA)"
+            if ca_file is not None
+            else "set ca_file to the CA that signed the receiver's certificate (the fleet CA)"
+        )
+        return f"the receiver's certificate is not trusted by {trusted} ({detail}); {fix}"
+    reason = ssl_words(cause)
+    if getattr(cause, "library", None) in ("X509", "PEM", "ASN1"):  # loading the CA file
+        return f"{trusted} holds no usable certificate ({reason}); it must be a PEM CA bundle"
+    if reason == "WRONG_VERSION_NUMBER":
+        return f"no TLS handshake ({reason}); does api_url's port serve HTTPS, not plain HTTP?"
+    return f"the TLS handshake with the receiver failed ({reason})"
+
+
+def ssl_words(error: ssl.SSLError) -> str:
+    """OpenSSL's words for `error`; one raised in Python (urllib3's) has only its args."""
+    for name in ("verify_message", "reason"):
+        text = getattr(error, name, None)
+        if text:
+            return str(text)
+    return str(error.args[-1]) if error.args else type(error).__name__
+
+
+def ssl_error_in(exc: BaseException) -> Optional[ssl.SSLError]:
+    """The ssl.SSLError under requests' and urllib3's wrappers, if one caused `exc`."""
+    seen: set[int] = set()
+    pending: list[Any] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        pending += [*current.args, getattr(current, "reason", None)]
+        pending += [current.__cause__, current.__context__]
+    return None
 
 
 class BearerToken(AuthBase):
@@ -184,12 +270,19 @@ class ReceiverClient:
         timeout_s: float,
         agent_version: str,
         gzip_min_bytes: int = 1024,
+        *,
+        ca_file: Optional[Path] = None,
     ) -> None:
+        """`ca_file`: a PEM bundle to verify an https receiver against instead of the default
+        CA bundle; it is read for each new connection, so a corrected file is picked up."""
         self.api_url = api_url.rstrip("/")
         self.device_id = device_id
         self.token = token
         self.timeout_s = timeout_s
         self.gzip_min_bytes = gzip_min_bytes
+        self.ca_file = ca_file
+        # Given per request: a session-wide setting would lose to REQUESTS_CA_BUNDLE.
+        self.verify: Union[bool, str] = str(ca_file) if ca_file is not None else True
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
         self.session.mount("http://", adapter)
@@ -233,11 +326,12 @@ class ReceiverClient:
                 timeout=self.timeout_s,
                 allow_redirects=False,
                 stream=True,
+                verify=self.verify,
             )
             with response:
                 content = read_bounded(response, MAX_RESPONSE_BYTES)
-        except requests.RequestException as exc:
-            outcome = network_failure(exc, self.timeout_s)
+        except OSError as exc:  # requests' exceptions, and a CA file that is not there
+            outcome = network_failure(exc, self.timeout_s, self.ca_file)
             log.debug("POST %s failed: %s", url, outcome.message)
             return outcome
         outcome = classify(response.status_code, response.headers, content)
@@ -344,7 +438,8 @@ def drain(
             break
     if result.requests:
         ok = result.failure is None and not result.dead_lettered
-        queue.record_push_result(ok, result.summary(), utc_now())
+        failure = result.failure.kind.value if result.failure is not None else None
+        queue.record_push_result(ok, result.summary(), utc_now(), failure)
     return result
 
 
@@ -382,6 +477,25 @@ def deliver(
         result.failure = outcome
 
 
+class FailureLog:
+    """Whether a failure is news, so that it is logged once and not on every retry: news is
+    a failure other than the last one logged, and the first success after it."""
+
+    def __init__(self) -> None:
+        self.logged: Optional[str] = None
+
+    def is_new(self, message: str) -> bool:
+        if message == self.logged:
+            return False
+        self.logged = message
+        return True
+
+    def recovered(self) -> bool:
+        """True once after a logged failure, when requests get through again."""
+        failing, self.logged = self.logged is not None, None
+        return failing
+
+
 class Pusher:
     """The push loop the runner runs in its own thread."""
 
@@ -400,7 +514,7 @@ class Pusher:
         self.backoff = backoff or Backoff()
         self.last_result: Optional[DrainResult] = None
         self.last_delay = 0.0
-        self.logged_failure: Optional[str] = None
+        self.failures = FailureLog()
         # Set by receiver_answered() while a back-off may be cut short.
         self.receiver_back = threading.Event()
         self.may_cut_backoff = False
@@ -449,20 +563,18 @@ class Pusher:
             return self.last_delay
         self.last_result = result
         if result.failure is None:
-            if self.logged_failure is not None and result.requests:
+            if result.requests and self.failures.recovered():
                 log.info("receiver accepts readings again (%s)", result.summary())
-                self.logged_failure = None
             self.backoff.reset()
             self.last_delay = self.interval_s
             return self.last_delay
         self.last_delay = self.backoff.next_delay(result.failure.retry_after)
         self.may_cut_backoff = result.failure.retry_after is None
-        if result.failure.message != self.logged_failure:  # log changes, not repeats
+        if self.failures.is_new(result.failure.message):  # log changes, not repeats
             log.warning(
                 "push failed, %d readings queued, retrying in %.1f s: %s",
                 self.queue.depth(),
                 self.last_delay,
                 result.failure.message,
             )
-            self.logged_failure = result.failure.message
         return self.last_delay

@@ -616,9 +616,15 @@ class ReadingQueue:
 
     # -- bookkeeping --------------------------------------------------------------------
 
-    def record_push_result(self, ok: bool, detail: str, at: datetime) -> None:
+    def record_push_result(
+        self, ok: bool, detail: str, at: datetime, failure: Optional[str] = None
+    ) -> None:
+        """The last push for `status`; `failure` is why it stopped (retry, auth, tls)."""
         stamp = format_timestamp(at)
-        entry = json.dumps({"ok": ok, "detail": detail, "at": stamp})
+        result: dict[str, Any] = {"ok": ok, "detail": detail, "at": stamp}
+        if failure is not None:
+            result["failure"] = failure
+        entry = json.dumps(result)
         with self.lock, self._transaction():
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_push', ?)", (entry,))
             if ok:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 from beam_agent import __version__, systemd
 from beam_agent.buffer import HandoffBuffer
 from beam_agent.config import AgentConfig
-from beam_agent.push import Backoff, Pusher, ReceiverClient
+from beam_agent.push import Backoff, FailureLog, Pusher, ReceiverClient
 from beam_agent.queue import ReadingQueue
 from beam_agent.reading import Reading
 from beam_agent.scheduler import Scheduler
@@ -43,7 +43,12 @@ class Agent:
         self.buffer: HandoffBuffer[Reading] = HandoffBuffer()
         self.scheduler = Scheduler(config.sensors, config.device_id, self.buffer.put)
         self.client = ReceiverClient(
-            config.api_url, config.device_id, config.read_token, config.push.timeout_s, __version__
+            config.api_url,
+            config.device_id,
+            config.read_token,
+            config.push.timeout_s,
+            __version__,
+            ca_file=config.ca_file,
         )
         self.pusher = Pusher(
             self.queue, self.client, config.push.batch_size, config.push.interval_ms
@@ -122,13 +127,17 @@ class Agent:
     def _telemetry_loop(self) -> None:
         ip_address = local_ip_address(self.config.api_url)
         backoff = Backoff()
+        failures = FailureLog()  # each problem is logged once, not every interval
         while not self.stop_event.is_set():  # register first; the receiver needs our tags
             outcome = self.client.post_json(
                 "/api/nodes/register", registration(self.config, ip_address)
             )
             if outcome.ok:
+                if failures.recovered():
+                    log.info("registered with the receiver")
                 break
-            log.warning("registration failed: %s", outcome.message)
+            if failures.is_new(outcome.message):
+                log.warning("registration failed, retrying: %s", outcome.message)
             if self.stop_event.wait(backoff.next_delay(outcome.retry_after)):
                 return
         while not self.stop_event.is_set():
@@ -138,7 +147,9 @@ class Agent:
             outcome = self.client.post_json("/api/telemetry", body)
             if outcome.ok:
                 self.pusher.receiver_answered()
-            else:
+                if failures.recovered():
+                    log.info("the receiver accepts heartbeats again")
+            elif failures.is_new(outcome.message):
                 log.warning("heartbeat failed: %s", outcome.message)
             self.stop_event.wait(self.config.telemetry.interval_s)
 

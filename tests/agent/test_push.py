@@ -50,13 +50,6 @@ def receiver() -> Iterator[ReceiverDouble]:
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> Iterator[ReadingQueue]:
-    store = ReadingQueue(tmp_path / "state")
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def make_client(receiver: ReceiverDouble) -> Iterator[MakeClient]:
     clients: list[ReceiverClient] = []
 

@@ -42,6 +42,7 @@ def write_agent_config(
     token: str = DEVICE_TOKEN,
     state_dir: Optional[Path] = None,
     tags: Optional[Mapping[str, str]] = None,
+    ca_file: Optional[Path] = None,
     **tables: Mapping[str, object],
 ) -> Path:
     """directory/name, with its token file (0600) beside it, and a state directory that
@@ -57,6 +58,7 @@ def write_agent_config(
             "device_id": device_id,
             "api_url": api_url,
             "device_token_file": str(token_file),
+            "ca_file": None if ca_file is None else str(ca_file),
             "state_dir": str(state_dir or directory / f"{stem}-state"),
             "tags": tags,
         }
