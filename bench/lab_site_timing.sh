@@ -9,18 +9,25 @@
 # executed (ok + skipped + failed; ok includes changed), changed and skipped.
 #
 # Usage: bench/lab_site_timing.sh [AGENTS]        (default 12; the lab's docker connection)
+#        bench/lab_site_timing.sh --no-change-only  (time site.yml on the lab as it stands)
 # A baseline: git worktree add /tmp/base <rev>; copy molecule/scripts/lab-{up,down}.sh and this
 # script into it; run it there, then here. Nothing else should run on the machine meanwhile.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
+RUNS=(fresh no-change)
+if [ "${1:-}" = --no-change-only ]; then RUNS=(no-change); shift; fi
 AGENTS="${1:-12}"
 LOGS="$(mktemp -d /tmp/beam-lab-timing.XXXXXX)"
 cd "$REPO"
 
-molecule/scripts/lab-down.sh
-rm -rf .cache/ansible-facts
-BEAM_LAB_AGENTS="$AGENTS" BEAM_LAB_DEPLOY=0 molecule/scripts/lab-up.sh
+if [ "${RUNS[0]}" = fresh ]; then
+    molecule/scripts/lab-down.sh
+    rm -rf .cache/ansible-facts
+    BEAM_LAB_AGENTS="$AGENTS" BEAM_LAB_DEPLOY=0 molecule/scripts/lab-up.sh
+else
+    AGENTS="$(docker ps --filter label=beam-lab=1 --format '{{.Names}}' | grep -c '^beam-lab-agent-')"
+fi
 BIN="$("$REPO/molecule/scripts/ansible-venv.sh")"
 export ANSIBLE_CONFIG="$REPO/ansible.cfg" ANSIBLE_NOCOLOR=1
 
@@ -30,7 +37,7 @@ recap() {  # recap LOG: "tasks=N changed=N skipped=N" summed over the PLAY RECAP
          END { printf "tasks=%d changed=%d skipped=%d failed=%d", v["ok"] + v["skipped"] + v["failed"], v["changed"], v["skipped"], v["failed"] }' "$1"
 }
 
-for run in fresh no-change; do
+for run in "${RUNS[@]}"; do
     t0=$(date +%s.%N)
     "$BIN/ansible-playbook" playbooks/site.yml >"$LOGS/$run.log" 2>&1 || { tail -n 40 "$LOGS/$run.log"; exit 1; }
     t1=$(date +%s.%N)
