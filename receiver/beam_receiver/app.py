@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from beam_receiver.api import register_api
-from beam_receiver.auth import init_auth, load_credentials
+from beam_receiver.auth import load_credentials
 from beam_receiver.config import ReceiverConfig
 from beam_receiver.dashboard import init_dashboard
 from beam_receiver.errors import register_error_handlers
 from beam_receiver.fleet import nodes_of
+from beam_receiver.health_probe import WriteProbe
 from beam_receiver.inventory import load_expected_nodes
+from beam_receiver.logins import init_logins
 from beam_receiver.metrics import ReceiverMetrics
 from beam_receiver.reloading import ReloadingFile
 from beam_receiver.requestlog import init_request_logging
 from beam_receiver.secret_key import load_or_create_secret_key
+from beam_receiver.security_headers import init_security_headers
 from beam_receiver.sessions import CookieSessions
 from beam_receiver.state import EXTENSION_KEY, ReceiverState
 from beam_receiver.storage import Database
@@ -58,10 +62,18 @@ def create_app(config: ReceiverConfig) -> Flask:
         credentials=credentials,
         expected_nodes=expected_nodes,
         metrics=metrics,
+        write_probe=WriteProbe(database),
     )
 
-    init_auth(app)
+    if config.proxy_fix:
+        # One reverse proxy in front: its X-Forwarded-For, -Proto and -Host are the client's
+        # address, scheme and host (for the login throttle, HSTS, Secure cookies and logs).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=1, x_proto=1, x_host=1
+        )
+    init_logins(app)
     register_error_handlers(app)
+    init_security_headers(app)
     init_request_logging(app)
     register_api(app)
     init_dashboard(app)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, cast
 
 import flask_login
-from flask import Flask, g, request
+from flask import g, request
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from beam_receiver.config import ConfigError, Problem, read_toml
@@ -180,7 +180,7 @@ def require_operator(view: F) -> F:
                     "Send an operator token as `Authorization: Bearer <token>`,"
                     " or log in to the dashboard."
                 )
-            caller = Caller("user", str(user.get_id()))
+            caller = Caller("user", str(user.name))
         elif caller.kind != "operator":
             raise ApiError(
                 403, "forbidden", f"Device {caller.name!r} may write its own data but not read."
@@ -192,17 +192,6 @@ def require_operator(view: F) -> F:
 
 
 # -- dashboard users -------------------------------------------------------------------------
-
-
-class DashboardUser(flask_login.UserMixin):  # type: ignore[misc]
-    """A person logged in to the dashboard; the id is the [users] name."""
-
-    def __init__(self, name: str) -> None:
-        self.id = name
-        self.name = name
-
-    def get_id(self) -> str:
-        return self.name
 
 
 @functools.lru_cache(maxsize=1)
@@ -223,18 +212,13 @@ def check_user(username: str, password: str) -> bool:
         return False
 
 
-def load_dashboard_user(name: str) -> Optional[DashboardUser]:
-    """The user for a session, while the tokens file still lists them."""
-    if name in get_state().credentials.current().users:
-        return DashboardUser(name)
-    return None
+def password_fingerprint(username: str) -> Optional[str]:
+    """A digest of the user's current password hash (None once the user is removed).
 
-
-def init_auth(app: Flask) -> flask_login.LoginManager:
-    """Flask-Login for the dashboard; API views use require_device / require_operator."""
-    manager = flask_login.LoginManager()
-    manager.login_view = "dashboard.login"
-    manager.login_message = "Log in to see the fleet."
-    manager.user_loader(load_dashboard_user)
-    manager.init_app(app)
-    return manager
+    A login remembers it, so a new password in the tokens file ends the user's logins; the
+    digest, not the hash itself, goes to the database.
+    """
+    stored = get_state().credentials.current().users.get(username)
+    if stored is None:
+        return None
+    return hashlib.sha256(stored.encode("utf-8")).hexdigest()

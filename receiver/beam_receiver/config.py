@@ -52,10 +52,14 @@ class ReceiverConfig:
     busy_timeout_ms: int = 5000
     synchronous: str = "FULL"
     max_future_s: float = 86400.0
-    metrics_require_operator: bool = False
+    metrics_require_operator: bool = True
     session_cookie_secure: bool = False
     request_timeout_s: float = 30.0
     telemetry_retention_days: float = 30.0
+    login_max_failures_per_user: int = 5
+    login_max_failures_per_address: int = 20
+    login_failure_window_s: float = 900.0
+    proxy_fix: bool = False
     path: Optional[Path] = None
 
     @property
@@ -149,6 +153,10 @@ KEYS: dict[str, Check] = {
     "session_cookie_secure": _boolean,
     "request_timeout_s": _positive_number,
     "telemetry_retention_days": _non_negative_number,
+    "login_max_failures_per_user": _positive_int,
+    "login_max_failures_per_address": _positive_int,
+    "login_failure_window_s": _positive_number,
+    "proxy_fix": _boolean,
 }
 PATH_KEYS = ("database", "tokens_file", "expected_nodes_file", "secret_key_file")
 REQUIRED_KEYS = ("database", "tokens_file")
@@ -194,6 +202,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> ReceiverConfig:
             "max_future_s",
             "request_timeout_s",
             "telemetry_retention_days",
+            "login_failure_window_s",
         ):
             value = float(value)
         values[key] = value

@@ -10,7 +10,7 @@ import logging
 import sqlite3
 from typing import Any, Optional
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 log = logging.getLogger("beam_receiver.errors")
@@ -96,6 +96,21 @@ def handle_http_exception(exc: HTTPException) -> Any:
     return error_response(status, ERROR_CODES.get(status, f"http_{status}"), message, [], headers)
 
 
+def log_database_error(exc: sqlite3.Error, event: str) -> None:
+    """SQLite's own words (paths, lock and disk states) go to the log, with the request id;
+    answers never carry them."""
+    log.error(
+        "database unavailable: %s",
+        exc,
+        extra={"event": event, "error": str(exc), "request_id": g.get("request_id")},
+    )
+
+
+def unavailable_response(message: str) -> Response:
+    """503 with Retry-After and a generic message: the reason is in the log."""
+    return error_response(503, "unavailable", message, [], {"Retry-After": str(RETRY_AFTER_S)})
+
+
 def handle_database_error(exc: sqlite3.Error) -> Any:
     """A locked, full, missing or unreadable database is a reason to retry later, not a 500.
 
@@ -103,13 +118,12 @@ def handle_database_error(exc: sqlite3.Error) -> Any:
     """
     if not (type(exc) is sqlite3.DatabaseError or isinstance(exc, sqlite3.OperationalError)):
         return handle_unexpected_error(exc)
-    log.error("database unavailable: %s", exc, extra={"event": "database_error", "error": str(exc)})
-    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    log_database_error(exc, "database_error")
     message = "The database is busy or unavailable; retry later."
     if not wants_json_errors():
         unavailable = ServiceUnavailable(message)
-        return unavailable.get_response(), 503, headers
-    return error_response(503, "unavailable", message, [{"reason": str(exc)}], headers)
+        return unavailable.get_response(), 503, {"Retry-After": str(RETRY_AFTER_S)}
+    return unavailable_response(message)
 
 
 def handle_unexpected_error(exc: Exception) -> Any:

@@ -21,6 +21,12 @@ from flask import Flask, Response, g, has_request_context, request
 from beam_receiver.state import get_state
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# The methods a metric label may name; any other counts as "other", so that a client
+# inventing methods cannot add series without bound. (The endpoint label is a route or
+# "unmatched", and the code is one the app chose: both bounded already.)
+LABELLED_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 access_log = logging.getLogger("beam_receiver.access")
 
@@ -82,7 +88,8 @@ def _finish_request(response: Response) -> Response:
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
     metrics = get_state().metrics
-    metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+    method = request.method if request.method in LABELLED_METHODS else "other"
+    metrics.requests.labels(endpoint, method, str(response.status_code)).inc()
     metrics.latency.labels(endpoint).observe(elapsed)
     caller = g.get("caller")
     access_log.info(

@@ -47,6 +47,9 @@ def gunicorn_settings(config: ReceiverConfig) -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "beam-receiver",
+        # gunicorn would take X-Forwarded-Proto from 127.0.0.1 and unix sockets by itself;
+        # the app's ProxyFix (`proxy_fix`) is the one place that decides whom to believe.
+        "secure_scheme_headers": {},
     }
 
 

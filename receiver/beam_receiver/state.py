@@ -1,4 +1,4 @@
-"""What one app holds: its config, database, credentials, expected nodes and metrics.
+"""What one app holds: config, database, credentials, expected nodes, metrics, write probe.
 
 Kept on `app.extensions["beam_receiver"]` so that several apps (the tests make many) never
 share anything through module globals.
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 from flask import current_app
 
 from beam_receiver.config import ReceiverConfig
+from beam_receiver.health_probe import WriteProbe
 from beam_receiver.inventory import ExpectedNode
 from beam_receiver.reloading import ReloadingFile
 from beam_receiver.storage import Database
@@ -30,6 +31,7 @@ class ReceiverState:
     credentials: ReloadingFile[Credentials]
     expected_nodes: Optional[ReloadingFile[dict[str, ExpectedNode]]]
     metrics: ReceiverMetrics
+    write_probe: WriteProbe
 
 
 def get_state() -> ReceiverState:

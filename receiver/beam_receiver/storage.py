@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 from urllib.parse import quote
 
 from beam_receiver.timestamps import format_ms, now_ms
@@ -96,6 +96,35 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         "index one device's readings by time",
         # A time window of one device must cost the window, not the device's whole history.
         ("CREATE INDEX readings_device_time ON readings (device_id, ts_ms)",),
+    ),
+    (
+        3,
+        "dashboard logins, failed-login counts and the health probe's row",
+        (
+            # One row per dashboard login: the cookie holds a random id, this table only its
+            # SHA-256, so a copy of the database cannot be turned into a session.
+            """CREATE TABLE dashboard_logins (
+                id_hash TEXT PRIMARY KEY,
+                username TEXT NOT NULL,
+                password_fingerprint TEXT NOT NULL,
+                started_at_ms INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX dashboard_logins_started ON dashboard_logins (started_at_ms)",
+            # Login attempts per user name and per client address, in a fixed window that
+            # starts at the first attempt; shared by every worker.
+            """CREATE TABLE login_failures (
+                key TEXT PRIMARY KEY,
+                failures INTEGER NOT NULL,
+                window_start_ms INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX login_failures_window ON login_failures (window_start_ms)",
+            # /healthz rewrites this one row to prove the database still takes a write.
+            """CREATE TABLE health_probe (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                written_at_ms INTEGER NOT NULL,
+                room BLOB
+            )""",
+        ),
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -207,6 +236,19 @@ UPSERT_NODE_FROM_REGISTRATION = """
         tags = excluded.tags,
         registered_at_ms = excluded.registered_at_ms
 """
+# Random bytes, so that SQLite cannot skip rewriting pages whose content is unchanged.
+WRITE_HEALTH_PROBE = """
+    INSERT INTO health_probe (id, written_at_ms, room) VALUES (1, ?, randomblob(?))
+    ON CONFLICT (id) DO UPDATE SET written_at_ms = excluded.written_at_ms, room = excluded.room
+"""
+# What the probe writes: as many pages as storing one reading dirties (the table, its five
+# indexes and the sensor's row), so a probe that fits means a reading would fit.
+HEALTH_PROBE_BYTES = 32 * 1024
+LOGIN_FAILURES = "SELECT key, failures, window_start_ms FROM login_failures WHERE key IN ({})"
+COUNT_LOGIN_ATTEMPT = """
+    INSERT INTO login_failures (key, failures, window_start_ms) VALUES (?, 1, ?)
+    ON CONFLICT (key) DO UPDATE SET failures = failures + 1
+"""
 NODE_COLUMNS = (
     "node_id, role, hostname, ip_address, software_version, tags, registered_at_ms,"
     " last_seen_ms, last_heartbeat_timestamp, uptime_seconds, protocol_version,"
@@ -250,6 +292,21 @@ class Registration(NamedTuple):
     ip_address: Optional[str]
     software_version: Optional[str]
     tags: str  # JSON text of an object
+
+
+class DashboardLogin(NamedTuple):
+    """A dashboard login that has not been ended: whose, and under which password."""
+
+    username: str
+    password_fingerprint: str
+    started_at_ms: int
+
+
+class LoginLimit(NamedTuple):
+    """How many login attempts one key (a user name, a client address) may make per window."""
+
+    key: str
+    max_attempts: int
 
 
 @dataclass(frozen=True)
@@ -401,6 +458,20 @@ def _insert_unnumbered(
     return sum(len(fresh) for fresh in new.values())
 
 
+def _login_wait_ms(
+    connection: sqlite3.Connection, limits: Sequence[LoginLimit], window_ms: int, now: int
+) -> int:
+    """How long until every key is under its limit again (0: an attempt may be made now)."""
+    allowed = {limit.key: limit.max_attempts for limit in limits}
+    rows = connection.execute(LOGIN_FAILURES.format(", ".join("?" * len(allowed))), list(allowed))
+    wait = 0
+    for key, failures, window_start_ms in rows:
+        window_end = window_start_ms + window_ms
+        if failures >= allowed[key] and window_end > now:
+            wait = max(wait, window_end - now)
+    return wait
+
+
 def json_path(field: str) -> str:
     """A JSON path for a payload field; dots reach into nested objects ("env.temp")."""
     parts = field.split(".")
@@ -447,13 +518,22 @@ class Database:
         lock, polled every millisecond or so. SQLite's own busy handler backs off to sleeps
         of 25-100 ms, which is what a batch's p99 latency would otherwise be made of.
         """
+        with self._write_turn(self.connection) as connection:
+            yield connection
+
+    @contextmanager
+    def _write_turn(
+        self, open_connection: Callable[[], sqlite3.Connection]
+    ) -> Iterator[sqlite3.Connection]:
+        """This process's write lock, then BEGIN IMMEDIATE on the connection; both within
+        busy_timeout_ms, else 'database is locked'. COMMIT at the end, ROLLBACK on error."""
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
         if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise sqlite3.OperationalError(
                 f"database is locked (no turn to write within {self.busy_timeout_ms} ms)"
             )
         try:
-            connection = self.connection()
+            connection = open_connection()
             _begin_immediate(connection, deadline, self.busy_timeout_ms)
             try:
                 yield connection
@@ -506,11 +586,20 @@ class Database:
         finally:
             connection.close()
 
-    def ping(self) -> int:
-        """The schema version, read over a fresh connection: proves the file still answers."""
-        connection = connect(self.path, self.busy_timeout_ms, self.synchronous)
+    def probe_write(self) -> int:
+        """Rewrite the one health_probe row over a fresh connection; returns the schema version.
+
+        Proves what storing readings needs: the file is still there (a fresh connection does
+        not write through an old handle, nor create the file anew) and writable, it has room
+        for HEALTH_PROBE_BYTES more, and the write lock comes within busy_timeout_ms. The
+        probe's connection commits without an fsync (synchronous = NORMAL in WAL mode): its
+        row need not survive a power cut, so a health check costs no disk flush.
+        """
+        connection = connect(self.path, self.busy_timeout_ms, "NORMAL")
         try:
-            row = connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+            with self._write_turn(lambda: connection):
+                connection.execute(WRITE_HEALTH_PROBE, (now_ms(), HEALTH_PROBE_BYTES))
+                row = connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
         finally:
             connection.close()
         if row is None or row[0] is None:
@@ -673,3 +762,71 @@ class Database:
             }
             for row in rows
         ]
+
+    # -- dashboard logins -----------------------------------------------------------------
+
+    def start_login(
+        self,
+        id_hash: str,
+        login: DashboardLogin,
+        forget_before_ms: int,
+    ) -> None:
+        """Record a new login; logins started before forget_before_ms (their cookies have
+        expired anyway) are deleted in the same transaction."""
+        with self.transaction() as connection:
+            connection.execute(
+                "DELETE FROM dashboard_logins WHERE started_at_ms < ?", (forget_before_ms,)
+            )
+            connection.execute(
+                "INSERT INTO dashboard_logins"
+                " (id_hash, username, password_fingerprint, started_at_ms) VALUES (?, ?, ?, ?)",
+                (id_hash, *login),
+            )
+
+    def dashboard_login(self, id_hash: str) -> Optional[DashboardLogin]:
+        """The login with this id hash, unless it was ended (one primary-key probe)."""
+        row = (
+            self.connection()
+            .execute(
+                "SELECT username, password_fingerprint, started_at_ms FROM dashboard_logins"
+                " WHERE id_hash = ?",
+                (id_hash,),
+            )
+            .fetchone()
+        )
+        return None if row is None else DashboardLogin(*row)
+
+    def end_login(self, id_hash: str) -> None:
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM dashboard_logins WHERE id_hash = ?", (id_hash,))
+
+    # -- login throttling -----------------------------------------------------------------
+
+    def login_wait_ms(self, limits: Sequence[LoginLimit], window_ms: int, now: int) -> int:
+        """How long these keys must wait before another attempt (0: none); reads only."""
+        return _login_wait_ms(self.connection(), limits, window_ms, now)
+
+    def count_login_attempt(self, limits: Sequence[LoginLimit], window_ms: int, now: int) -> int:
+        """Count an attempt against every key, unless one is at its limit: then count nothing
+        and return how long to wait. Counted before the password is checked, in one write
+        transaction, so concurrent attempts in several workers cannot overshoot a limit.
+        Windows that have ended are deleted on the way."""
+        with self.transaction() as connection:
+            wait = _login_wait_ms(connection, limits, window_ms, now)
+            if wait:
+                return wait
+            connection.execute(
+                "DELETE FROM login_failures WHERE window_start_ms <= ?", (now - window_ms,)
+            )
+            connection.executemany(COUNT_LOGIN_ATTEMPT, [(limit.key, now) for limit in limits])
+            return 0
+
+    def forgive_login_attempt(self, cleared_key: str, counted_key: str) -> None:
+        """After a good password: cleared_key (the user) starts afresh, and counted_key (the
+        address) gets back the attempt that turned out not to be a failure."""
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM login_failures WHERE key = ?", (cleared_key,))
+            connection.execute(
+                "UPDATE login_failures SET failures = failures - 1 WHERE key = ? AND failures > 0",
+                (counted_key,),
+            )

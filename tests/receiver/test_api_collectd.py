@@ -240,7 +240,7 @@ def test_metrics_count_collectd_values(receiver: Receiver) -> None:
     sent = value_lists(RAW_1)
     post(receiver, sent)
     post(receiver, sent)
-    text = receiver.client.get("/metrics").get_data(as_text=True)
+    text = receiver.client.get("/metrics", headers=receiver.operator()).get_data(as_text=True)
     assert sample(text, "beam_receiver_readings_accepted_total", device_id=DEVICE) == len(sent)
     assert sample(text, "beam_receiver_readings_duplicates_total", device_id=DEVICE) == len(sent)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import sqlite3
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.app import Receiver
 from tests.support.constants import DEVICE, OTHER_DEVICE
+from tests.support.receiver import write_lock_held
 from tests.support.responses import assert_error
 
 Reading = Callable[..., dict[str, Any]]
@@ -420,19 +421,22 @@ def test_json_with_charset_and_vendor_type_is_accepted(
 
 
 def test_database_locked_beyond_busy_timeout_is_503(
-    make_receiver: Callable[..., Receiver], make_reading: Reading
+    make_receiver: Callable[..., Receiver],
+    make_reading: Reading,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     receiver = make_receiver(busy_timeout_ms=50)
-    blocker = sqlite3.connect(receiver.directory / "receiver.db", isolation_level=None)
-    try:
-        blocker.execute("BEGIN IMMEDIATE")
-        response = receiver.post_readings(make_reading(1))
-        body = assert_error(response, 503, "unavailable")
-        assert int(response.headers["Retry-After"]) > 0
-        assert "locked" in body["details"][0]["reason"]
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+    headers = receiver.headers(**{"X-Request-ID": "locked-1"})
+    locked = write_lock_held(receiver.directory / "receiver.db")
+    with locked, caplog.at_level(logging.ERROR, logger="beam_receiver.errors"):
+        response = receiver.post_readings(make_reading(1), headers=headers)
+    body = assert_error(response, 503, "unavailable")
+    assert int(response.headers["Retry-After"]) > 0
+    # SQLite's words go to the log with the request id, never into the answer.
+    assert "locked" not in response.get_data(as_text=True)
+    assert body["details"] == []
+    logged = [r for r in caplog.records if r.name == "beam_receiver.errors"]
+    assert [(r.request_id, "locked" in r.error) for r in logged] == [("locked-1", True)]  # type: ignore[attr-defined]
     assert receiver.post_readings(make_reading(1)).get_json() == {"accepted": 1, "duplicates": 0}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 from typing import Any, Callable
@@ -12,25 +11,19 @@ import pytest
 from beam_receiver.app import create_app
 from beam_receiver.auth import (
     Credentials,
-    DashboardUser,
     check_user,
     hash_token,
     identify_token,
     load_credentials,
-    load_dashboard_user,
 )
 from beam_receiver.config import ConfigError, load_config
+from beam_receiver.logins import DashboardUser, resume_login, start_login
 
 from tests.support.app import Receiver
 from tests.support.constants import DEVICE, OTHER_DEVICE, PASSWORD, USER
+from tests.support.files import bump_mtime
 from tests.support.receiver import write_tokens_file
 from tests.support.responses import assert_error
-
-
-def bump_mtime(path: Path) -> None:
-    """Make the rewrite visible even on file systems with coarse timestamps."""
-    info = path.stat()
-    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 2_000_000_000))
 
 
 def test_hash_token_is_sha256_hex() -> None:
@@ -138,9 +131,13 @@ def test_check_user(receiver: Receiver) -> None:
         assert not check_user(USER, PASSWORD + "!")
         assert not check_user("nobody", PASSWORD)
         assert not check_user("", "")
-        user = load_dashboard_user(USER)
-        assert isinstance(user, DashboardUser) and user.get_id() == USER
-        assert load_dashboard_user("nobody") is None
+        user = start_login(USER)
+        assert isinstance(user, DashboardUser) and user.name == USER
+        assert user.get_id() != USER and len(user.get_id()) >= 40  # the login's random id
+        resumed = resume_login(user.get_id())
+        assert resumed is not None and resumed.name == USER
+        assert start_login("nobody") is None
+        assert resume_login(USER) is None  # a user name is not a login id
 
 
 def test_malformed_password_hash_refuses_login(tmp_path: Path, receiver: Receiver) -> None:

@@ -34,6 +34,12 @@ def test_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert config.max_body_bytes == 4194304
     assert config.workers == 2
     assert config.secret_key_path == tmp_path / "db" / "r.db.secret-key"
+    # Exposure: /metrics for operators, login limits on, no proxy trusted.
+    assert config.metrics_require_operator is True
+    assert config.login_max_failures_per_user == 5
+    assert config.login_max_failures_per_address == 20
+    assert config.login_failure_window_s == 900
+    assert config.proxy_fix is False
 
 
 def test_every_key_is_read(tmp_path: Path) -> None:
@@ -52,9 +58,13 @@ secret_key_file = "/etc/beam/secret"
 busy_timeout_ms = 0
 synchronous = "normal"
 max_future_s = 60
-metrics_require_operator = true
+metrics_require_operator = false
 session_cookie_secure = true
 request_timeout_s = 5
+login_max_failures_per_user = 3
+login_max_failures_per_address = 50
+login_failure_window_s = 60
+proxy_fix = true
 """,
     )
     config = load_config(path)
@@ -65,7 +75,9 @@ request_timeout_s = 5
     assert config.expected_nodes_file == tmp_path / "nodes.toml"
     assert config.secret_key_path == Path("/etc/beam/secret")
     assert config.synchronous == "NORMAL"
-    assert config.metrics_require_operator and config.session_cookie_secure
+    assert not config.metrics_require_operator and config.session_cookie_secure
+    assert (config.login_max_failures_per_user, config.login_max_failures_per_address) == (3, 50)
+    assert config.login_failure_window_s == 60.0 and config.proxy_fix
 
 
 @pytest.mark.parametrize(
@@ -82,6 +94,10 @@ request_timeout_s = 5
         ('synchronous = "OFF"', "synchronous", "FULL"),
         ('metrics_require_operator = "yes"', "metrics_require_operator", "true or false"),
         ('database_path = "x"', "database_path", "unknown key"),
+        ("login_max_failures_per_user = 0", "login_max_failures_per_user", "at least 1"),
+        ("login_max_failures_per_address = 2.5", "login_max_failures_per_address", "whole"),
+        ("login_failure_window_s = 0", "login_failure_window_s", "greater than 0"),
+        ("proxy_fix = 1", "proxy_fix", "true or false"),
     ],
 )
 def test_bad_value_names_file_and_key(tmp_path: Path, line: str, key: str, words: str) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from beam_receiver.requestlog import JsonFormatter
+from beam_receiver.requestlog import LABELLED_METHODS, JsonFormatter
 
 from tests.support.app import Receiver
 from tests.support.constants import DEVICE
@@ -52,7 +53,7 @@ def test_metrics_count_requests_and_readings(
         json={"node_id": DEVICE, "timestamp": "2026-02-15T19:06:00Z"},
         headers=receiver.headers(),
     )
-    response = receiver.client.get("/metrics")
+    response = receiver.client.get("/metrics", headers=receiver.operator())
     assert response.status_code == 200
     assert response.content_type.startswith("text/plain")
     text = response.get_data(as_text=True)
@@ -82,15 +83,64 @@ def test_each_app_has_its_own_registry(
 ) -> None:
     first, second = make_receiver(), make_receiver()
     first.post_readings(make_reading(1))
-    text = second.client.get("/metrics").get_data(as_text=True)
+    text = second.client.get("/metrics", headers=second.operator()).get_data(as_text=True)
     assert sample(text, "beam_receiver_readings_accepted_total", device_id=DEVICE) == 0
 
 
-def test_metrics_can_require_an_operator(make_receiver: Callable[..., Receiver]) -> None:
-    receiver = make_receiver(metrics_require_operator=True)
+def test_metrics_are_for_operators_by_default(receiver: Receiver) -> None:
+    assert receiver.state.config.metrics_require_operator
     assert_error(receiver.client.get("/metrics"), 401, "unauthorized")
     assert_error(receiver.client.get("/metrics", headers=receiver.headers()), 403, "forbidden")
     assert receiver.client.get("/metrics", headers=receiver.operator()).status_code == 200
+    receiver.login()  # a dashboard session is an operator too
+    assert receiver.client.get("/metrics").status_code == 200
+
+
+def test_metrics_can_be_opened_to_anyone(make_receiver: Callable[..., Receiver]) -> None:
+    receiver = make_receiver(metrics_require_operator=False)
+    response = receiver.client.get("/metrics")
+    assert response.status_code == 200
+    assert "beam_receiver_http_requests_total" in response.get_data(as_text=True)
+
+
+def metric_labels(text: str, name: str) -> list[dict[str, str]]:
+    """The label sets of one metric's samples in Prometheus text format."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels = line[len(name) + 1 : line.rindex("}")]
+            found.append(dict(re.findall(r'([a-z_]+)="([^"]*)"', labels)))
+    return found
+
+
+def test_metric_labels_stay_bounded_whatever_clients_send(receiver: Receiver) -> None:
+    """Invented methods count as "other", unknown paths as "unmatched": a client cannot
+    make new series without bound."""
+    routes = {rule.rule for rule in receiver.app.url_map.iter_rules()}
+
+    def scrape() -> list[dict[str, str]]:
+        text = receiver.get("/metrics").get_data(as_text=True)
+        return metric_labels(text, "beam_receiver_http_requests_total")
+
+    def noise(tag: str) -> None:
+        for number in range(40):
+            method = ("BREW", f"X{tag}{number}", "PROPFIND", "get", "GET", "POST")[number % 6]
+            path = (f"/api/{tag}-{number}", f"/{tag}/{number}", "/api/readings", "/healthz")
+            receiver.client.open(path[number % 4], method=method)
+
+    noise("first")
+    first = scrape()
+    noise("second")
+    second = scrape()
+    assert {s["method"] for s in second} <= set(LABELLED_METHODS) | {"other"}
+    assert "other" in {s["method"] for s in second}
+    assert {s["endpoint"] for s in second} <= routes | {"unmatched"}
+    assert all(re.fullmatch(r"[1-5][0-9][0-9]", s["code"]) for s in second)
+    # The second burst, with methods and paths never seen before, added no series.
+    keys = {tuple(sorted(s.items())) for s in first}
+    assert {tuple(sorted(s.items())) for s in second} - keys <= {
+        (("code", "200"), ("endpoint", "/metrics"), ("method", "GET"))
+    }
 
 
 def test_request_id_is_echoed_or_made(receiver: Receiver) -> None:

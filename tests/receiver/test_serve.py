@@ -79,7 +79,7 @@ def test_serve_ingests_over_http_reloads_tokens_on_sighup_and_stops_on_sigterm(
             timeout=30,
         ).ok
     for _ in range(4):
-        text = requests.get(served.url + "/metrics", timeout=30).text
+        text = served.request("GET", "/metrics", served.operator_token).text
         assert sample(text, "beam_receiver_readings_accepted_total", device_id=DEVICE) == 521
         assert sample(text, "beam_receiver_readings_duplicates_total", device_id=DEVICE) == 500
 

@@ -47,7 +47,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
 
 def test_migrate_creates_schema_in_wal_mode(database: Database) -> None:
     assert database.journal_mode() == "wal"
-    assert database.ping() == SCHEMA_VERSION
+    assert database.probe_write() == SCHEMA_VERSION
     connection = database.connection()
     versions = connection.execute("SELECT version, description FROM schema_migrations").fetchall()
     assert [v for v, _ in versions] == list(range(1, SCHEMA_VERSION + 1))
@@ -79,7 +79,7 @@ def test_workers_migrating_at_once_agree(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert Database(path).ping() == SCHEMA_VERSION
+    assert Database(path).probe_write() == SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused(database: Database) -> None:
@@ -120,9 +120,9 @@ def test_writer_waits_for_a_lock_then_fails_cleanly(database: Database) -> None:
     assert database.insert_readings([row(1)]).accepted == 1
 
 
-def test_ping_does_not_create_a_missing_database(tmp_path: Path) -> None:
+def test_the_write_probe_does_not_create_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
-        Database(tmp_path / "missing.db").ping()
+        Database(tmp_path / "missing.db").probe_write()
     assert not (tmp_path / "missing.db").exists()
 
 

@@ -2,13 +2,15 @@
 
 - waiting: free_port, poll_until, wait_for
 - constants: the device, its neighbour, their tokens, the operator, the dashboard user
-- files: TOML values and private (0600) files
+- files: TOML values, private (0600) files, bump_mtime
 - processes: the installed programs (program, run_program) and ChildProcess, a program in
-  its own process group with its output in a log
+  its own process group with its output in a log; file_size_limit (a full disk for one
+  program) and child_pids
 - receiver: a real `beam-receiver serve`: tokens file, receiver.toml, ReceiverProcess,
-  configure_receiver, stored_count
+  configure_receiver, stored_count, write_lock_held (another process holding the write lock)
 - agent: a real `beam-agent run`: write_agent_config, AgentProcess
 - app: the receiver in this process behind Flask's test client (Receiver, build_receiver)
+- dashboard: the dashboard's login and logout forms through Flask's test client
 - readings: a valid reading, the payload check drivers must pass, RFC 3339 both ways
 - responses: the receiver's error objects and Prometheus metrics text
 - receiver_double: a fault-injecting stand-in for the receiver, in this process

@@ -13,8 +13,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from beam_receiver.app import create_app
-from beam_receiver.auth import check_user, load_dashboard_user
+from beam_receiver.auth import check_user
 from beam_receiver.config import load_config
+from beam_receiver.logins import start_login
 from beam_receiver.state import ReceiverState, get_state
 
 from tests.support.constants import (
@@ -67,10 +68,11 @@ class Receiver:
         return stored_count(self.state.database.path)
 
     def login(self, username: str = USER, password: str = PASSWORD) -> None:
-        """Log the client in the way the dashboard's login view does (flask_login.login_user)."""
+        """Log the client in the way the dashboard's login view does (the login recorded by
+        logins.start_login, then flask_login.login_user), without the form and its throttle."""
         with self.app.test_request_context():
             assert check_user(username, password)
-            user = load_dashboard_user(username)
+            user = start_login(username)
             assert user is not None
             flask_login.login_user(user)
             saved = dict(session)

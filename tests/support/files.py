@@ -34,3 +34,10 @@ def write_private(path: Path, text: str) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     return path
+
+
+def bump_mtime(path: Path, seconds: float = 2) -> None:
+    """Move a rewritten file's mtime ahead, so that a reader that watches mtimes notices the
+    rewrite even on a file system with coarse timestamps."""
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + int(seconds * 1e9)))

@@ -22,6 +22,26 @@ def program(name: str) -> list[str]:
     return [sys.executable, "-m", name.replace("-", "_")]
 
 
+def file_size_limit(limit_bytes: int) -> list[str]:
+    """A command prefix: the program runs with RLIMIT_FSIZE's soft limit at limit_bytes, so
+    that writing any file past that size fails (EFBIG), as on a full disk. Python ignores
+    SIGXFSZ, so the write fails instead of killing the process. The hard limit is kept, so
+    resource.prlimit can lift the soft one later without privileges."""
+    code = (
+        "import os, resource, sys;"
+        " hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1];"
+        " resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), hard));"
+        " os.execvp(sys.argv[2], sys.argv[2:])"
+    )
+    return [sys.executable, "-c", code, str(limit_bytes)]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The process's children (gunicorn's workers of a master), from /proc."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
 def child_environment(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """This process's environment for a child, unbuffered, plus `extra`. Without the
     caller's PROMETHEUS_MULTIPROC_DIR: `beam-receiver serve` makes a fresh one of its own."""

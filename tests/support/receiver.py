@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -23,6 +23,7 @@ from tests.support.constants import (
     PASSWORD,
     USER,
 )
+from tests.support.dashboard import csrf_token
 from tests.support.files import toml_lines, toml_value, write_private
 from tests.support.processes import ChildProcess, program
 from tests.support.waiting import free_port, wait_for
@@ -185,6 +186,17 @@ class ReceiverProcess(ChildProcess):
         assert response.status_code == 302, f"dashboard login failed: {response.status_code}"
         return session
 
+    def log_out(self, session: requests.Session) -> requests.Response:
+        """POST the fleet page's logout form, with its CSRF token, from a dashboard session."""
+        page = session.get(self.url + "/", timeout=30)
+        assert page.status_code == 200, f"not logged in: {page.status_code}"
+        return session.post(
+            self.url + "/logout",
+            data={"csrf_token": csrf_token(page.text)},
+            timeout=30,
+            allow_redirects=False,
+        )
+
 
 def configure_receiver(
     directory: Path,
@@ -237,3 +249,15 @@ def stored_count(database: Path) -> int:
     uri = f"{database.resolve().as_uri()}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as connection:
         return int(connection.execute("SELECT count(*) FROM readings").fetchone()[0])
+
+
+@contextlib.contextmanager
+def write_lock_held(database: Path) -> Iterator[None]:
+    """Another process's write transaction held open on a receiver's database: the
+    receiver's writes wait for it, then fail after busy_timeout_ms."""
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as blocker:
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")

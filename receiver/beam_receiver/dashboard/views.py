@@ -19,8 +19,9 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from .. import fleet
-from ..auth import check_user, load_dashboard_user
+from .. import fleet, login_throttle
+from ..auth import check_user
+from ..logins import end_login, start_login
 from . import formatting
 from .forms import LoginForm, LogoutForm
 
@@ -67,12 +68,12 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 
 @bp.after_request
-def add_security_headers(response: Response) -> Response:
-    """Make any injected markup inert and keep pages out of other sites' frames."""
+def add_page_headers(response: Response) -> Response:
+    """Make any injected markup inert; Referer only to this site (the login form's CSRF
+    check over HTTPS needs it). nosniff and no framing come with every answer
+    (security_headers.py)."""
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "DENY")
     if response.mimetype == "text/html":
         # Pages show live fleet data and a logged-in user's name: never from a cache.
         response.headers.setdefault("Cache-Control", "no-store")
@@ -116,20 +117,31 @@ def login() -> ResponseReturnValue:
         # A missing or stale CSRF token lands here too: the page says so and asks again.
         return render_template("dashboard_login.html", form=form), 400
     username = form.username.data or ""
-    user = load_dashboard_user(username) if check_user(username, form.password.data or "") else None
+    wait_s = login_throttle.begin_attempt(username)
+    if wait_s:  # refused before the password is hashed
+        minutes = max(1, round(wait_s / 60))
+        flash(f"Too many failed logins. Try again in {minutes} min.", "error")
+        page = render_template("dashboard_login.html", form=form)
+        return page, 429, {"Retry-After": str(wait_s)}
+    user = start_login(username) if check_user(username, form.password.data or "") else None
     if user is None:
         flash("Unknown user or wrong password.", "error")
         return render_template("dashboard_login.html", form=form), 401
+    login_throttle.attempt_succeeded(username)
     flask_login.login_user(user)
     return redirect(safe_next_url(request.args.get("next")))
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
-    """End the session; a POST with a CSRF token so another site cannot log you out."""
+    """End the login for good (its cookie stops working in every worker); a POST with a
+    CSRF token so another site cannot log you out."""
     form = LogoutForm()
     if not form.validate_on_submit():
         abort(400, description="The logout form's security token is missing or expired.")
+    user = flask_login.current_user
+    if user.is_authenticated:
+        end_login(user)
     flask_login.logout_user()
     flash("Logged out.", "info")
     return redirect(url_for("dashboard.login"))
