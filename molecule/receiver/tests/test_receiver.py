@@ -160,3 +160,46 @@ def test_device_token_from_the_controller_is_accepted(host):
 
 def test_operator_api_refuses_no_token(host):
     assert call(host, "GET", "/api/nodes")["status"] == 401
+
+
+TLS_REQUEST = r"""
+import json, ssl, sys, urllib.request, urllib.error
+method, url, token, count = sys.argv[1:5]
+context = ssl.create_default_context(cafile="/etc/beam/tls/ca.crt")
+answers = []
+for _ in range(int(count)):
+    request = urllib.request.Request(url, method=method, data=b"username=admin&password=wrong" if method == "POST" else None)
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+            answers.append({"status": answer.status, "headers": dict(answer.headers)})
+    except urllib.error.HTTPError as error:
+        answers.append({"status": error.code, "headers": dict(error.headers)})
+print(json.dumps(answers))
+"""
+
+
+def tls_requests(host, method, path, token="", count=1):
+    command = host.run("python3 -c %s %s %s %s %s", TLS_REQUEST, method, "https://localhost" + path, token, str(count))
+    assert command.rc == 0, command.stderr
+    return json.loads(command.stdout)
+
+
+def test_through_nginx_metrics_need_an_operator_and_every_answer_is_hardened(host):
+    closed = tls_requests(host, "GET", "/metrics")[0]
+    assert closed["status"] == 401
+    opened = tls_requests(host, "GET", "/metrics", secret("operators", "ops"))[0]
+    assert opened["status"] == 200
+    for answer in (closed, opened, tls_requests(host, "GET", "/healthz")[0]):
+        assert answer["headers"].get("X-Content-Type-Options") == "nosniff"
+        assert answer["headers"].get("Strict-Transport-Security", "").startswith("max-age=")
+        assert "Server" not in answer["headers"] or "nginx/" not in answer["headers"]["Server"]
+
+
+def test_through_nginx_login_attempts_are_throttled_with_retry_after(host):
+    answers = tls_requests(host, "POST", "/login", count=20)
+    statuses = [answer["status"] for answer in answers]
+    assert 429 in statuses, statuses
+    throttled = next(answer for answer in answers if answer["status"] == 429)
+    assert int(throttled["headers"]["Retry-After"]) > 0
