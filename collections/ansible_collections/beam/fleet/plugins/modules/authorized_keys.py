@@ -17,9 +17,11 @@ description:
     order, and nothing else; a key present on the node but not given is removed. With no keys
     the file is removed (unless O(allow_empty=false), which refuses instead).
   - Also removes the account's C(~/.ssh/authorized_keys2) (sshd's second default
-    C(AuthorizedKeysFile)), so that no key can hide there.
+    C(AuthorizedKeysFile)) when the keys are kept in the default file, so that no key can hide there.
   - Creates C(~/.ssh) (0700) and the file (0600) owned by the account, and replaces the file
-    atomically. Keys are compared by their SHA256 fingerprint, so a changed comment is rewritten
+    atomically. A file outside C(~/.ssh) (O(path), for an sshd whose C(AuthorizedKeysFile) is
+    elsewhere, such as C(/etc/ssh/keys/%u)) is owned by the account too, but its directory is
+    left as it is (created root-owned, 0755, when missing), since other accounts' files share it. Keys are compared by their SHA256 fingerprint, so a changed comment is rewritten
     but the result lists which keys were really added and removed.
   - Used by the beam.fleet.ssh_access role and playbooks/ssh_rotate.yml; like
     M(ansible.posix.authorized_key) with C(exclusive=true) for a whole key list at once.
@@ -144,7 +146,9 @@ def plan(params, account):
             "account out" % params["user"]
         )
     before = read_text_file(path)
-    extra_path = os.path.join(home, ".ssh", "authorized_keys2") if not params["path"] else None
+    # sshd's second default file goes too, when the keys live in their default place
+    default_path = os.path.join(home, ".ssh", "authorized_keys")
+    extra_path = os.path.join(home, ".ssh", "authorized_keys2") if path == default_path else None
     extra_before = read_text_file(extra_path) if extra_path else None
     before_keys = read_authorized_keys(before or "")[0] + read_authorized_keys(extra_before or "")[0]
     before_prints = [k["fingerprint"] for k in before_keys]
@@ -155,6 +159,9 @@ def plan(params, account):
         after = "\n".join(lines) + "\n"
     return {
         "path": path,
+        # the account's own ~/.ssh is its to own (0700); a shared directory (AuthorizedKeysFile
+        # /etc/ssh/keys/%u) stays as it is, or sshd would refuse the other accounts' keys
+        "own_directory": os.path.dirname(path) == os.path.join(home, ".ssh"),
         "before": before,
         "after": after,
         "extra_path": extra_path if extra_before is not None else None,
@@ -165,11 +172,14 @@ def plan(params, account):
     }
 
 
-def _write(path, content, uid, gid):
+def _write(path, content, uid, gid, own_directory):
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-        os.chown(directory, uid, gid)
+        if own_directory:
+            os.makedirs(directory, 0o700)
+            os.chown(directory, uid, gid)
+        else:
+            os.makedirs(directory, 0o755)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".authorized_keys.")
     try:
         with os.fdopen(handle, "w") as stream:
@@ -183,15 +193,14 @@ def _write(path, content, uid, gid):
         raise
 
 
-def _attributes_ok(path, uid):
+def _attributes_ok(path, uid, own_directory):
     info = os.stat(path)
+    if info.st_uid != uid or info.st_mode & 0o777 != 0o600:
+        return False
+    if not own_directory:
+        return True
     directory = os.stat(os.path.dirname(path))
-    return (
-        info.st_uid == uid
-        and info.st_mode & 0o777 == 0o600
-        and directory.st_uid == uid
-        and directory.st_mode & 0o022 == 0
-    )
+    return directory.st_uid == uid and directory.st_mode & 0o022 == 0
 
 
 def run_module():
@@ -220,7 +229,7 @@ def run_module():
     path = wanted["path"]
     content_changed = wanted["before"] != wanted["after"]
     attributes_changed = (
-        wanted["after"] is not None and wanted["before"] is not None and not _attributes_ok(path, account.pw_uid)
+        wanted["after"] is not None and wanted["before"] is not None and not _attributes_ok(path, account.pw_uid, wanted["own_directory"])
     )
     changed = content_changed or attributes_changed or wanted["extra_path"] is not None
     result = dict(
@@ -241,13 +250,14 @@ def run_module():
                 if wanted["before"] is not None:
                     os.unlink(path)
             elif content_changed:
-                _write(path, wanted["after"], account.pw_uid, account.pw_gid)
+                _write(path, wanted["after"], account.pw_uid, account.pw_gid, wanted["own_directory"])
             else:
                 os.chown(path, account.pw_uid, account.pw_gid)
                 os.chmod(path, 0o600)
-                directory = os.path.dirname(path)
-                os.chown(directory, account.pw_uid, account.pw_gid)
-                os.chmod(directory, 0o700)
+                if wanted["own_directory"]:
+                    directory = os.path.dirname(path)
+                    os.chown(directory, account.pw_uid, account.pw_gid)
+                    os.chmod(directory, 0o700)
             if wanted["extra_path"] is not None:
                 os.unlink(wanted["extra_path"])
         except (IOError, OSError) as error:

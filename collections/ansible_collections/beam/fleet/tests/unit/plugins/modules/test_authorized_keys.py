@@ -94,3 +94,32 @@ def test_fixes_loose_permissions(home, capsys):
     result, failed = run_module(authorized_keys.main, {"user": "alice", "keys": [KEY_A]}, capsys)
     assert not failed and result["changed"]
     assert oct((home / ".ssh" / "authorized_keys").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_shared_key_directory_is_left_as_it_is(home, tmp_path, capsys):
+    # AuthorizedKeysFile /etc/ssh/keys/%u: one root-owned directory holds every account's file
+    shared = tmp_path / "keys"
+    shared.mkdir(mode=0o755)
+    path = shared / "alice"
+    result, failed = run_module(authorized_keys.main, {"user": "alice", "keys": [KEY_A], "path": str(path)}, capsys)
+    assert not failed and result["changed"]
+    assert path.read_text().splitlines()[1:] == [KEY_A]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(shared.stat().st_mode & 0o777) == "0o755"
+    path.chmod(0o644)
+    result, failed = run_module(authorized_keys.main, {"user": "alice", "keys": [KEY_A], "path": str(path)}, capsys)
+    assert not failed and result["changed"]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(shared.stat().st_mode & 0o777) == "0o755"
+    again, failed = run_module(authorized_keys.main, {"user": "alice", "keys": [KEY_A], "path": str(path)}, capsys)
+    assert not failed and not again["changed"]
+
+
+def test_the_default_file_given_as_path_also_retires_authorized_keys2(home, capsys):
+    ssh = home / ".ssh"
+    ssh.mkdir(mode=0o700)
+    (ssh / "authorized_keys2").write_text(KEY_RSA + "\n")
+    path = str(ssh / "authorized_keys")
+    result, failed = run_module(authorized_keys.main, {"user": "alice", "keys": [KEY_A], "path": path}, capsys)
+    assert not failed and result["changed"] and result["removed"] == [PRINT_RSA]
+    assert not (ssh / "authorized_keys2").exists()
