@@ -21,8 +21,9 @@ description:
   - Creates C(~/.ssh) (0700) and the file (0600) owned by the account, and replaces the file
     atomically. A file outside C(~/.ssh) (O(path), for an sshd whose C(AuthorizedKeysFile) is
     elsewhere, such as C(/etc/ssh/keys/%u)) is owned by the account too, but its directory is
-    left as it is (created root-owned, 0755, when missing), since other accounts' files share it. Keys are compared by their SHA256 fingerprint, so a changed comment is rewritten
-    but the result lists which keys were really added and removed.
+    left as it is (created root-owned, 0755, when missing), since other accounts' files share it.
+  - Keys are compared by their SHA256 fingerprint, so a changed comment is rewritten but the
+    result lists which keys were really added and removed.
   - Used by the beam.fleet.ssh_access role and playbooks/ssh_rotate.yml; like
     M(ansible.posix.authorized_key) with C(exclusive=true) for a whole key list at once.
 options:
