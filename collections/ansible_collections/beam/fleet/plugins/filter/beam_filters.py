@@ -10,8 +10,11 @@ __metaclass__ = type
 import hashlib
 import json
 import math
+import re
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.beam.fleet.plugins.module_utils.ssh_keys import expand_authorized_keys_file
 
 PBKDF2_ITERATIONS = 600000
 
@@ -67,33 +70,16 @@ def token_hash(token):
 def authorized_keys_path(pattern, user, home):
     """The file sshd reads a user's keys from, by its AuthorizedKeysFile pattern (sshd_config(5)).
 
-    %% is a literal %, %h the user's home, %u the user name, %U the uid (not supported: an
-    error); a relative path is relative to the home directory.
+    The expansion is module_utils/ssh_keys.py's (the audit reads keys the same way); here a
+    pattern naming no file, or a token it cannot expand (%U, the uid), is refused, because the
+    role writes keys there and a wrong guess would lock the account out.
     """
     if not pattern or pattern.lower() == "none":
         raise AnsibleFilterError("sshd reads no AuthorizedKeysFile (%r)" % (pattern,))
-    parts = []
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "%" and index + 1 < len(pattern):
-            token = pattern[index + 1]
-            if token == "%":
-                parts.append("%")
-            elif token == "h":
-                parts.append(home)
-            elif token == "u":
-                parts.append(user)
-            else:
-                raise AnsibleFilterError("AuthorizedKeysFile %r: the token %%%s is not supported" % (pattern, token))
-            index += 2
-            continue
-        parts.append(char)
-        index += 1
-    path = "".join(parts)
-    if not path.startswith("/"):
-        path = home.rstrip("/") + "/" + path
-    return path
+    for token in re.findall(r"%(.)", pattern.replace("%%", "")):
+        if token not in ("h", "u"):
+            raise AnsibleFilterError("AuthorizedKeysFile %r: the token %%%s is not supported" % (pattern, token))
+    return expand_authorized_keys_file(pattern, user, home)
 
 
 class FilterModule(object):
