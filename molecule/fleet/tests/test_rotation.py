@@ -1,0 +1,71 @@
+"""A renewed server certificate: proven from an agent's side before nginx serves it, no seq lost.
+
+receiver.yml runs with beam_pki_renew_days above the certificate's whole life, so the
+controller issues a new one. First with the agent's CA path made wrong (-e): the proof fails,
+the run names the receiver, and nginx keeps serving the old certificate. Then as it is: the
+agent proves the new certificate, nginx reloads it, and every agent's seqs stay 1..n.
+"""
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import stored_seqs
+
+AGENTS = ["beam-mol-fleet-a1", "beam-mol-fleet-a2", "fleet-node-3"]
+RECEIVER = "beam-mol-fleet-rx"
+testinfra_hosts = ["ansible://" + RECEIVER]
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
+SERVED = r"""
+import ssl
+print(ssl.get_server_certificate(("127.0.0.1", 443)).strip())
+"""
+
+
+def receiver_playbook(*extra):
+    run = subprocess.run(
+        ["ansible-playbook", "--inventory", os.environ["MOLECULE_INVENTORY_FILE"],
+         str(PROJECT / "playbooks" / "receiver.yml"), "-e", "beam_pki_renew_days=400", *extra],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    print(run.stdout[-4000:], run.stderr[-2000:])
+    return run
+
+
+def served(host):
+    """The certificate nginx presents now, and the one in its TLS directory (PEM)."""
+    presented = host.run("python3 -c %s", SERVED)
+    assert presented.rc == 0, presented.stderr
+    on_disk = host.file("/etc/beam/tls/receiver.crt").content_string.strip()
+    return presented.stdout.strip(), on_disk
+
+
+def test_a_renewed_certificate_is_proven_by_an_agent_and_served_without_a_gap(host):
+    before, before_file = served(host)
+    assert before == before_file
+    counts = {device: len(stored_seqs(host, device)) for device in AGENTS}
+
+    refused = receiver_playbook("-e", "beam_agent_ca_file=/etc/beam/not-the-fleet-ca.crt")
+    assert refused.returncode != 0
+    # Plain text: no color codes, and the callback's folding of long messages undone.
+    said = " ".join(ANSI.sub("", refused.stdout).split())
+    assert "would not trust the new server certificate" in said
+    assert "KEEPS SERVING THE CURRENT CERTIFICATE" in said
+    assert served(host) == (before, before_file)
+
+    proven = receiver_playbook()
+    assert proven.returncode == 0, proven.stdout[-3000:]
+    after, after_file = served(host)
+    assert after == after_file
+    assert after != before
+
+    time.sleep(15)  # several push intervals through the new certificate
+    for device in AGENTS:
+        seqs = stored_seqs(host, device)
+        assert len(seqs) > counts[device], device
+        assert sorted(seqs) == list(range(1, max(seqs) + 1)), device
