@@ -21,7 +21,7 @@ help:
 	@echo "make collectd-compare  beam-agent and collectd side by side: CPU, RSS, a receiver outage"
 	@echo "make fuzz [REQUESTS=n] [SEED=s]  schemathesis against a real receiver, 10,000 requests by default"
 	@echo "make deploy-timing  site.yml over SSH: the project's ansible.cfg against Ansible's defaults"
-	@echo "make release [VERSION=x.y.z]  build a release into dist/releases for playbooks/rollout.yml"
+	@echo "make release [VERSION=x.y.z]  build a release into dist/releases for beam.fleet.rollout"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -88,7 +88,7 @@ test: lint typecheck unit test-py39 ansible
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-# A release for playbooks/rollout.yml: built once, never rebuilt (see docs/rollouts.md).
+# A release for beam.fleet.rollout: built once, never rebuilt (see docs/rollouts.md).
 release: $(STAMP)
 	$(BIN)/python collections/ansible_collections/beam/fleet/roles/wheelhouse/files/build_release.py \
 	  --source . --catalog dist/releases $(if $(VERSION),--version $(VERSION))

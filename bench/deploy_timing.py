@@ -1,7 +1,7 @@
 """beam-fleet deploy timing: prints figures, asserts nothing.
 
 How much does the project's ansible.cfg buy over Ansible's defaults when an operator runs
-`ansible-playbook playbooks/site.yml` on the lab fleet (a receiver and three agents)?
+`ansible-playbook beam.fleet.site` on the lab fleet (a receiver and three agents)?
 
 The lab's own containers are reached with the docker connection; a real fleet is reached
 over SSH, where pipelining, forks and fact handling matter. So this bench deploys the lab
@@ -14,7 +14,7 @@ automation user with sudo, as inventories/example does.
 Each round, for each configuration (their order alternates from round to round, so that a
 change of load on the machine hits both alike):
   1. fresh containers (the previous ones removed), systemd up;
-  2. untimed bootstrap: playbooks/access.yml over the docker connection, which gives each
+  2. untimed bootstrap: beam.fleet.access over the docker connection, which gives each
      node the automation user, its key and sudo (what an operator does once per new node
      with another login, see docs/ssh.md), with the project's ansible.cfg;
   3. timed: site.yml over SSH on the fresh nodes (access is then already in place; base,
@@ -402,12 +402,12 @@ def round_for(bench: Bench, config: str, first: bool) -> None:
     addresses = create_containers()
     add_latency(bench, addresses, f"containers for {config}")
     via_docker, via_ssh = write_inventories(bench, addresses)
-    playbook(bench, "tuned", via_docker, REPO / "playbooks/access.yml", "bootstrap")
+    playbook(bench, "tuned", via_docker, "beam.fleet.access", "bootstrap")
     if first:
         play = bench.work / "wheelhouse.yml"
         play.write_text(WHEELHOUSE_PLAY)
         playbook(bench, "tuned", via_docker, play, "wheelhouse")
-    site = REPO / "playbooks/site.yml"
+    site = "beam.fleet.site"
     bench.runs.append(playbook(bench, config, via_ssh, site, "fresh"))
     run = playbook(bench, config, via_ssh, site, "no-change")
     warn_if_changed(run)
@@ -567,7 +567,7 @@ def main() -> None:
         playbook(bench, "tuned", via_ssh, play, "facts")
         for number in range(options.rounds):
             for config in configs if number % 2 == 0 else configs[::-1]:
-                site = REPO / "playbooks/site.yml"
+                site = "beam.fleet.site"
                 run = playbook(bench, config, via_ssh, site, "no-change")
                 warn_if_changed(run)
                 bench.runs.append(run)

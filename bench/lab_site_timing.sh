@@ -3,7 +3,7 @@
 #
 # From the root of a checkout (this one, or another commit's worktree for a baseline):
 #   1. fresh lab containers (lab-down, then lab-up with BEAM_LAB_DEPLOY=0) and no fact cache;
-#   2. timed: ansible-playbook playbooks/site.yml on the fresh nodes;
+#   2. timed: ansible-playbook beam.fleet.site on the fresh nodes;
 #   3. timed: the same again, with nothing to change (its recap must say changed=0).
 # For each run: wall-clock seconds and, from the recap summed over the hosts, the tasks
 # executed (ok + skipped + failed; ok includes changed), changed and skipped.
@@ -39,7 +39,7 @@ recap() {  # recap LOG: "tasks=N changed=N skipped=N" summed over the PLAY RECAP
 
 for run in "${RUNS[@]}"; do
     t0=$(date +%s.%N)
-    "$BIN/ansible-playbook" playbooks/site.yml >"$LOGS/$run.log" 2>&1 || { tail -n 40 "$LOGS/$run.log"; exit 1; }
+    "$BIN/ansible-playbook" beam.fleet.site >"$LOGS/$run.log" 2>&1 || { tail -n 40 "$LOGS/$run.log"; exit 1; }
     t1=$(date +%s.%N)
     printf '%-10s %6.1f s  %s  (commit %s, %s agents, load %s)\n' "$run" "$(awk "BEGIN { print $t1 - $t0 }")" \
         "$(recap "$LOGS/$run.log")" "$(git rev-parse --short HEAD)" "$AGENTS" "$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,23 @@ def unit_exposure(host, unit: str) -> float:
 
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
+REPOSITORY = Path(__file__).resolve().parents[1]
+# The fleet scenario deploys from an operator's project directory (fleet/converge.yml); its
+# secrets are where an operator's are, <inventory>/.secrets. Other scenarios set the directory.
+OPERATOR = EPHEMERAL / "operator"
+SECRETS = OPERATOR / "inventory" / ".secrets" if (OPERATOR / "inventory").is_dir() else EPHEMERAL / "secrets"
+
+
+def operator_playbook(name: str, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`ansible-playbook beam.fleet.<name>` in the operator's project, as converge ran site."""
+    run = subprocess.run(
+        [str(REPOSITORY / "molecule" / "scripts" / "operator.sh"), str(OPERATOR),
+         "ansible-playbook", "-i", "inventory", f"beam.fleet.{name}", *extra],
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    print(run.stdout[-4000:], run.stderr[-2000:])
+    return run
 HTTP_GET = r"""
 import json, sys, urllib.request
 request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
@@ -53,7 +71,7 @@ with urllib.request.urlopen(request, timeout=10) as answer:
 
 def operator_get(host, path):
     """GET a receiver API path on the receiver node with the scenario's operator token."""
-    token = (EPHEMERAL / "secrets" / "operators" / "ops").read_text().strip()
+    token = (SECRETS / "operators" / "ops").read_text().strip()
     result = host.run("python3 -c %s %s %s", HTTP_GET, "http://127.0.0.1:8000" + path, token)
     assert result.rc == 0, result.stderr
     return json.loads(result.stdout)

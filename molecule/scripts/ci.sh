@@ -3,9 +3,11 @@
 #   1. .venv-ansible (molecule/requirements.txt) and .venv-ansible-test (ansible-test)
 #   2. a Docker engine and the node image (molecule/scripts/docker-setup.sh)
 #   3. ansible-lint, production profile
-#   4. ansible-test sanity for the collection (Python 3.11, no --docker) and a Python 3.9
-#      compile check of the code that runs on nodes
-#   5. the collection's unit tests
+#   4. the release tarball built (scripts/build_collection.py, as `make collection`); on its
+#      unpacked contents: ansible-test sanity (Python 3.11, no --docker) and the collection's
+#      unit tests; a Python 3.9 compile check of the code that runs on nodes
+#   5. the changelog fragments (antsibull-changelog lint) and the plugin and role
+#      documentation (antsibull-docs lint-collection-docs)
 #   6. every Molecule scenario: base, agent, receiver, fleet, rollout, ssh_access
 # Prints how long each step took. Usage: molecule/scripts/ci.sh [scenario ...]
 # Env: BEAM_CI_LOGS (default: a new /tmp/beam-ci-logs.XXXXXX) keeps each step's full output.
@@ -54,20 +56,26 @@ sanity_venv() {
     cp "$REPO/molecule/scripts/get-pip-standin.py" "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 }
 lint() { PATH="$REPO/.venv-ansible/bin:$PATH" ansible-lint; }
+TARBALL_TREE=""
+tarball() {
+    # The release tarball, unpacked where ansible-test wants a collection: what operators install
+    # is what sanity and the unit tests check.
+    local out
+    out="$(mktemp -d)"
+    "$REPO/.venv-ansible/bin/python" "$REPO/scripts/build_collection.py" --output "$out/dist"
+    mkdir -p "$out/ansible_collections/beam/fleet"
+    tar -xzf "$out"/dist/beam-fleet-*.tar.gz -C "$out/ansible_collections/beam/fleet"
+    TARBALL_TREE="$out/ansible_collections/beam/fleet"
+    echo "unpacked into $TARBALL_TREE"
+}
 sanity() {
-    # ansible-test lists a collection's files with git when it sits in a repository; a copy
-    # outside git tests exactly the working tree (also before anything is committed).
-    local tree
-    tree="$(mktemp -d)"
-    mkdir -p "$tree/ansible_collections/beam"
-    cp -r "$COLLECTION" "$tree/ansible_collections/beam/fleet"
-    find "$tree" \( -name __pycache__ -o -name .pytest_cache \) -prune -exec rm -rf {} +
-    rm -rf "$tree/ansible_collections/beam/fleet/tests/output"
-    (cd "$tree/ansible_collections/beam/fleet" &&
+    (cd "$TARBALL_TREE" &&
         PATH="$REPO/.venv-ansible-test/bin:$PATH" ansible-test sanity --python 3.11 --requirements --color no)
-    local status=$?
-    rm -rf "$tree"
-    return $status
+}
+docs_lint() {
+    (cd "$COLLECTION" && PATH="$REPO/.venv-ansible/bin:$PATH" antsibull-changelog lint) &&
+    (cd "$COLLECTION" && PATH="$REPO/.venv-ansible/bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$REPO/collections" \
+        antsibull-docs lint-collection-docs --plugin-docs .)
 }
 compile39() {
     # Raspberry Pi OS bullseye runs modules with Python 3.9
@@ -85,7 +93,10 @@ compile39() {
     "$py39" -m py_compile "$COLLECTION"/plugins/modules/*.py "$COLLECTION"/plugins/module_utils/*.py
     echo "plugins compile on $("$py39" --version)"
 }
-units() { (cd "$COLLECTION/tests/unit" && "$REPO/.venv-ansible/bin/python" -m pytest -q -p no:cacheprovider); }
+units() {
+    (cd "$TARBALL_TREE/tests/unit" &&
+        BEAM_FLEET_REPOSITORY="$REPO" "$REPO/.venv-ansible/bin/python" -m pytest -q -p no:cacheprovider)
+}
 scenario() { PATH="$REPO/.venv-ansible/bin:$PATH" molecule test -s "$1"; }
 molecule_lock() {
     # Scenarios name their containers (beam-mol-*): two runs on one machine would destroy
@@ -101,9 +112,11 @@ step "ansible venv" ansible_venv
 step "ansible-test venv" sanity_venv
 step "docker engine and node image" "$REPO/molecule/scripts/docker-setup.sh"
 step "ansible-lint (production)" lint
-step "ansible-test sanity" sanity
+step "collection tarball" tarball
+step "ansible-test sanity (tarball)" sanity
 step "python 3.9 compile" compile39
-step "collection unit tests" units
+step "collection unit tests (tarball)" units
+step "changelog and docs lint" docs_lint
 molecule_lock
 for name in "${SCENARIOS[@]}"; do
     step "molecule $name" scenario "$name"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bring up the lab fleet: a receiver and three agents (or BEAM_LAB_AGENTS), each a systemd
-# container on this machine, deployed with playbooks/site.yml from inventories/lab exactly as
+# container on this machine, deployed with beam.fleet.site from inventories/lab exactly as
 # an operator deploys real nodes; then print the fleet report and the dashboard URL.
 #
 # Usage: molecule/scripts/lab-up.sh          (again at any time: it converges, changing nothing)
@@ -94,10 +94,10 @@ fi
 
 cd "$REPO"
 export ANSIBLE_CONFIG="$REPO/ansible.cfg"
-say "deploying $AGENTS agents: ansible-playbook playbooks/site.yml ${LIMIT[*]} (inventory inventories/lab)"
-ansible-playbook playbooks/site.yml "${LIMIT[@]}"
-say "fleet report: ansible-playbook playbooks/status.yml"
-ansible-playbook playbooks/status.yml "${LIMIT[@]}"
+say "deploying $AGENTS agents: ansible-playbook beam.fleet.site ${LIMIT[*]} (inventory inventories/lab)"
+ansible-playbook beam.fleet.site "${LIMIT[@]}"
+say "fleet report: ansible-playbook beam.fleet.status"
+ansible-playbook beam.fleet.status "${LIMIT[@]}"
 
 password_file="$REPO/inventories/lab/.secrets/users/admin"
 cat <<EOT
@@ -105,7 +105,7 @@ cat <<EOT
   The lab is up.
   Dashboard:  https://127.0.0.1:$PORT/  (certificate of the lab's CA: inventories/lab/.secrets/pki/ca.crt)
   Login:      admin / $(cat "$password_file")   (kept in inventories/lab/.secrets/users/admin)
-  Report:     $BIN/ansible-playbook playbooks/status.yml
+  Report:     $BIN/ansible-playbook beam.fleet.status
   Tear down:  molecule/scripts/lab-down.sh
 
 EOT

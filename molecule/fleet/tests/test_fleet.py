@@ -1,12 +1,10 @@
 """The fleet end to end: every agent's readings reached the receiver, the report says online."""
 
 import json
-import os
-import subprocess
+import re
 import time
-from pathlib import Path
 
-from conftest import MAX_EXPOSURE, operator_get, stored_seqs, unit_exposure
+from conftest import MAX_EXPOSURE, REPOSITORY, operator_get, operator_playbook, stored_seqs, unit_exposure
 
 AGENTS = {
     "beam-mol-fleet-a1": "beam-mol-fleet-a1",
@@ -16,7 +14,8 @@ AGENTS = {
 RECEIVER = "beam-mol-fleet-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
+# the version the release tarball carries (pyproject.toml names it)
+VERSION = re.search(r'(?m)^version = "([^"]+)"', (REPOSITORY / "pyproject.toml").read_text()).group(1)
 
 def wait_for(read, done, timeout_s=90.0, every_s=2.0):
     """Read until done(value) holds or time runs out; generous for a loaded 2-core machine."""
@@ -67,22 +66,7 @@ def test_units_are_hardened_everywhere(host):
 
 def test_fleet_report_shows_every_agent_online(tmp_path):
     report_file = tmp_path / "fleet.json"
-    env = dict(os.environ)
-    completed = subprocess.run(
-        [
-            "ansible-playbook",
-            "--inventory",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            str(PROJECT / "playbooks" / "status.yml"),
-            "-e",
-            f"beam_status_report_file={report_file}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    completed = operator_playbook("status", "-e", f"beam_status_report_file={report_file}", timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     report = json.loads(report_file.read_text())
     rows = {row["node_id"]: row for row in report["nodes"]}
@@ -90,7 +74,7 @@ def test_fleet_report_shows_every_agent_online(tmp_path):
         row = rows[device_id]
         assert row["status"] == "online", row
         assert row["healthy"] is True, row
-        assert row["version"] == "0.1.0", row
+        assert row["version"] == VERSION, row
         assert row["queue_depth"] is not None
     assert report["unexpected"] == []
     assert "NODE" in completed.stdout and "online" in completed.stdout

@@ -6,17 +6,17 @@ they hang on, normal TLS requests must still be answered; their p99 is printed (
 not a timed assertion). nginx must then drop the slow ones after its client timeout.
 """
 
-import os
 import socket
 import ssl
 import statistics
 import time
-from pathlib import Path
+
+from conftest import SECRETS
 
 RECEIVER = "beam-mol-fleet-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
 
-CA = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "secrets" / "pki" / "ca.crt"
+CA = SECRETS / "pki" / "ca.crt"
 IDLE = 250
 TRICKLING = 250
 NORMAL = 60

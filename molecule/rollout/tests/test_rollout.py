@@ -23,7 +23,7 @@ REPORTS = EPHEMERAL / "reports"
 
 def playbook(name, *args):
     """Run one of the project's playbooks against the scenario's fleet; timed."""
-    command = ["ansible-playbook", str(PROJECT / "playbooks" / name), *args]
+    command = ["ansible-playbook", "beam.fleet." + name.removesuffix(".yml"), *args]
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if inventory:
         command[1:1] = ["-i", inventory]

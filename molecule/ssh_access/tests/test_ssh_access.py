@@ -1,6 +1,6 @@
 """SSH access over real SSH: who can log in where, expiry, revocation, audit, rotation.
 
-Converge applied playbooks/access.yml through the docker connection. Every test here
+Converge applied beam.fleet.access through the docker connection. Every test here
 reaches the containers at their addresses on the scenario's own docker network with the
 `ssh` client of this machine, and runs the playbooks with an inventory that makes Ansible
 connect over SSH as the automation user (the molecule inventory plus an override file).
@@ -79,7 +79,7 @@ def playbook(name: str, *extra: str) -> subprocess.CompletedProcess:
     )
     run = subprocess.run(
         ["ansible-playbook", "-i", str(EPHEMERAL / "inventory"), "-i", str(SSH_INVENTORY),
-         str(PROJECT / "playbooks" / name), *extra],
+         "beam.fleet." + name.removesuffix(".yml"), *extra],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     print(run.stdout[-6000:], run.stderr[-3000:])

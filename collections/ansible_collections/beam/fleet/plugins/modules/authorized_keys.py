@@ -24,7 +24,7 @@ description:
     left as it is (created root-owned, 0755, when missing), since other accounts' files share it.
   - Keys are compared by their SHA256 fingerprint, so a changed comment is rewritten but the
     result lists which keys were really added and removed.
-  - Used by the beam.fleet.ssh_access role and playbooks/ssh_rotate.yml; like
+  - Used by the beam.fleet.ssh_access role and beam.fleet.ssh_rotate; like
     M(ansible.posix.authorized_key) with C(exclusive=true) for a whole key list at once.
 options:
   user:

@@ -12,7 +12,9 @@ import pytest
 
 COLLECTION = Path(__file__).resolve().parents[2]
 COLLECTIONS_ROOT = COLLECTION.parents[2]
-REPOSITORY = COLLECTIONS_ROOT.parent
+# The beam-fleet repository (its ansible.cfg, inventories, scripts); CI runs these tests on the
+# release tarball's contents, unpacked elsewhere, and names the repository in the environment.
+REPOSITORY = Path(os.environ.get("BEAM_FLEET_REPOSITORY", COLLECTIONS_ROOT.parent))
 if str(COLLECTIONS_ROOT) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS_ROOT))
 
