@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: help venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
+.PHONY: help collection collection-docs venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
 
 help:
 	@echo "make lab [AGENTS=n]  bring up the lab fleet (a receiver and n agents, default 3, in systemd containers)"
@@ -22,6 +22,8 @@ help:
 	@echo "make fuzz [REQUESTS=n] [SEED=s]  schemathesis against a real receiver, 10,000 requests by default"
 	@echo "make deploy-timing  site.yml over SSH: the project's ansible.cfg against Ansible's defaults"
 	@echo "make release [VERSION=x.y.z]  build a release into dist/releases for beam.fleet.rollout"
+	@echo "make collection  the release tarball dist/beam-fleet-<version>.tar.gz, the beam-fleet wheel inside"
+	@echo "make collection-docs  the collection's plugin and role docs (antsibull-docs) in build/collection-docs"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +94,19 @@ demo: $(STAMP)
 release: $(STAMP)
 	$(BIN)/python collections/ansible_collections/beam/fleet/roles/wheelhouse/files/build_release.py \
 	  --source . --catalog dist/releases $(if $(VERSION),--version $(VERSION))
+
+# The collection's release tarball for operators (docs/collection.md, "Quickstart"): the
+# beam-fleet wheel of the same version inside, so it deploys without this repository.
+collection:
+	molecule/scripts/ansible-venv.sh >/dev/null
+	.venv-ansible/bin/python scripts/build_collection.py
+
+collection-docs:
+	molecule/scripts/ansible-venv.sh >/dev/null
+	rm -rf build/collection-docs && mkdir -p build/collection-docs
+	PATH="$(CURDIR)/.venv-ansible/bin:$$PATH" ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections \
+	  antsibull-docs collection --use-current --dest-dir build/collection-docs beam.fleet
+	@echo "rendered: build/collection-docs/collections/beam/fleet/index.rst"
 
 # Simulated agents (the agent's own queue and push code) against one real receiver. The
 # default is docs/evidence.md's headline: 5,000 and 7,500 nodes at 1 reading/s, 30 s pushes.

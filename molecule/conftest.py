@@ -45,6 +45,8 @@ def unit_exposure(host, unit: str) -> float:
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 REPOSITORY = Path(__file__).resolve().parents[1]
+# The version this tree builds (pyproject.toml; galaxy.yml and the bundled wheel say the same).
+VERSION = re.search(r'(?m)^version = "([^"]+)"', (REPOSITORY / "pyproject.toml").read_text()).group(1)
 # The fleet scenario deploys from an operator's project directory (fleet/converge.yml); its
 # secrets are where an operator's are, <inventory>/.secrets. Other scenarios set the directory.
 OPERATOR = EPHEMERAL / "operator"

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import MAX_EXPOSURE, unit_exposure
+from conftest import MAX_EXPOSURE, VERSION, unit_exposure
 
 BEAM_AGENT = "/opt/beam/agent/current/venv/bin/beam-agent"
 
@@ -40,9 +40,9 @@ def test_unit_is_hardened(host):
 def test_release_layout(host):
     current = host.file("/opt/beam/agent/current")
     assert current.is_symlink
-    assert current.linked_to == "/opt/beam/agent/releases/0.1.0"
+    assert current.linked_to == f"/opt/beam/agent/releases/{VERSION}"
     assert host.file(BEAM_AGENT).is_file
-    assert host.file("/opt/beam/agent/releases/0.1.0/BUILD").content_string.startswith("0.1.0-")
+    assert host.file(f"/opt/beam/agent/releases/{VERSION}/BUILD").content_string.startswith(f"{VERSION}-")
 
 
 def test_config_and_token_modes(host):

@@ -1,10 +1,9 @@
 """The fleet end to end: every agent's readings reached the receiver, the report says online."""
 
 import json
-import re
 import time
 
-from conftest import MAX_EXPOSURE, REPOSITORY, operator_get, operator_playbook, stored_seqs, unit_exposure
+from conftest import MAX_EXPOSURE, VERSION, operator_get, operator_playbook, stored_seqs, unit_exposure
 
 AGENTS = {
     "beam-mol-fleet-a1": "beam-mol-fleet-a1",
@@ -14,8 +13,6 @@ AGENTS = {
 RECEIVER = "beam-mol-fleet-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
 
-# the version the release tarball carries (pyproject.toml names it)
-VERSION = re.search(r'(?m)^version = "([^"]+)"', (REPOSITORY / "pyproject.toml").read_text()).group(1)
 
 def wait_for(read, done, timeout_s=90.0, every_s=2.0):
     """Read until done(value) holds or time runs out; generous for a loaded 2-core machine."""
