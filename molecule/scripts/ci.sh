@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI runs for the Ansible side, from a fresh clone on a fresh machine:
 #   1. .venv-ansible (molecule/requirements.txt) and .venv-ansible-test (ansible-test)
-#   2. a Docker engine and the node image (molecule/scripts/docker-setup.sh)
+#   2. a Docker engine and the node images, x86 and ARM (molecule/scripts/docker-setup.sh --arm)
 #   3. ansible-lint, production profile
 #   4. the release tarball built (scripts/build_collection.py, as `make collection`); on its
 #      unpacked contents: ansible-test sanity (Python 3.11, no --docker) and the collection's
@@ -110,7 +110,7 @@ molecule_lock() {
 
 step "ansible venv" ansible_venv
 step "ansible-test venv" sanity_venv
-step "docker engine and node image" "$REPO/molecule/scripts/docker-setup.sh"
+step "docker engine and node images" "$REPO/molecule/scripts/docker-setup.sh" --arm
 step "ansible-lint (production)" lint
 step "collection tarball" tarball
 step "ansible-test sanity (tarball)" sanity
