@@ -11,7 +11,7 @@ VENV39 ?= .venv39
 .PHONY: help collection collection-docs venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
 
 help:
-	@echo "make lab [AGENTS=n]  bring up the lab fleet (a receiver and n agents, default 3, in systemd containers)"
+	@echo "make lab [AGENTS=n] [ARCH=arm]  the lab fleet: a receiver and n agents (default 3) in systemd containers; ARCH=arm makes two of them Raspberry Pis (aarch64, armv7l) by emulation"
 	@echo "make lab-down tear the lab down"
 	@echo "make test     what CI runs: lint, type-check, the Python tests (3.11; the agent on 3.9), then make ansible"
 	@echo "make ansible  ansible-lint, ansible-test sanity, unit tests and every Molecule scenario"
@@ -80,7 +80,7 @@ ansible:
 	molecule/scripts/ci.sh
 
 lab:
-	BEAM_LAB_AGENTS=$(or $(AGENTS),3) molecule/scripts/lab-up.sh
+	BEAM_LAB_AGENTS=$(or $(AGENTS),3) BEAM_LAB_ARCH=$(or $(ARCH),x86_64) molecule/scripts/lab-up.sh
 
 lab-down:
 	molecule/scripts/lab-down.sh

@@ -25,7 +25,7 @@ else
         say "removed the beam-lab network"
     fi
 fi
-rm -f "$REPO/inventories/lab/fleet-more.yml"
+rm -f "$REPO/inventories/lab/fleet-more.yml" "$REPO/inventories/lab/fleet-arch.yml"
 if [ "${1:-}" = "--purge" ]; then
     rm -rf "$REPO/inventories/lab/.secrets" "$REPO/dist/wheelhouse"
     say "removed the lab's controller secrets and the built wheelhouses"
