@@ -7,6 +7,7 @@ playbooks exactly as an operator does (ansible-playbook with the scenario's inve
 import json
 import subprocess
 import time
+from datetime import datetime
 
 from conftest import operator_get
 from rollout_support import (
@@ -48,6 +49,10 @@ def test_rollout_of_1_1_0_goes_canary_first_and_passes_every_gate(host):
     nodes = {node["node_id"]: node for node in operator_get(host, "/api/nodes")["nodes"]}
     for name in AGENTS:
         assert (nodes[name]["status"], nodes[name]["software_version"]) == ("online", "1.1.0")
+    started = datetime.fromisoformat(report["started_at"].replace("Z", "+00:00"))
+    switched = {name: datetime.fromisoformat(release_record(name)["changed_at"].replace("Z", "+00:00")) for name in AGENTS}
+    print("rollout 1.1.0, each node's switch after the rollout started (a1 aarch64 and a2 armv7l are "
+          "emulated): " + ", ".join(f"{name[-2:]} {(switched[name] - started).total_seconds():.0f} s" for name in AGENTS))
     gates = [by_node[name]["gate_seconds"] for name in AGENTS]
     print(f"rollout 1.1.0: {result.seconds:.0f} s for {len(AGENTS)} nodes in 3 batches; "
           f"per node switch-to-gate-passed: {', '.join('%.0f s' % s for s in gates)}")
