@@ -130,3 +130,32 @@ def test_platform_tags_and_file_names():
     assert download_wheels.pin_from_filename("Flask_Login-0.6.3-py3-none-any.whl") == ("flask-login", "0.6.3")
     assert download_wheels.pin_from_filename("psutil-7.2.2.tar.gz") == ("psutil", "7.2.2")
     assert download_wheels.pin_from_filename("SDISTS") is None
+
+
+def test_what_the_targets_python_needs_is_added_though_pip_runs_on_another(tmp_path, monkeypatch):
+    """pip evaluates markers with its own Python (3.11 here): a 3.9 node's needs are added."""
+    index = tmp_path / "index"
+    index.mkdir()
+    make_wheel(index, "pkg-old", "1.0", "py3-none-any", requires=['pkg-deep; python_version < "3.10"'])
+    make_wheel(index, "pkg-deep", "3.0", "py3-none-any")
+    make_wheel(index, "pkg-new-only", "1.0", "py3-none-any")
+    root = make_wheel(index, "beam-fleet", "0.1.0", "py3-none-any", requires=[
+        'pkg-old>=1.0; python_version < "3.11" and extra == "agent"',
+        'pkg-new-only; python_version >= "3.11"',
+    ])
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    dest = tmp_path / "py39"
+    assert download_wheels.main([
+        "--dest", str(dest), "--wheel", str(root), "--extras", "agent", "--arch", "aarch64",
+        "--python-version", "3.9",
+    ]) == 0
+    files = set(os.listdir(dest))
+    # pkg-old (and through it pkg-deep) only apply on Python < 3.10/3.11: the node's, not pip's
+    assert {"pkg_old-1.0-py3-none-any.whl", "pkg_deep-3.0-py3-none-any.whl"} <= files
+    assert not (dest / "SDISTS").exists()
+
+
+def test_markers_are_evaluated_for_the_target():
+    environment = download_wheels.target_environment("armv7l", "3.9")
+    assert environment["python_version"] == "3.9" and environment["platform_machine"] == "armv7l"
