@@ -112,26 +112,26 @@ def test_the_canary_pushes_again_and_lost_nothing(host):
 
 
 def test_rollback_playbook_returns_a_node_to_its_release_before(host):
-    result = playbook("rollback.yml", "--limit", "beam-mol-rollout-a2")
+    result = playbook("rollback.yml", "--limit", "beam-mol-rollout-a3")
     assert result.returncode == 0
     assert "rolled back from 1.1.0 to 1.0.0" in result.stdout
-    record = release_record("beam-mol-rollout-a2")
+    record = release_record("beam-mol-rollout-a3")
     assert (record["active"], record["rolled_back_from"]) == ("1.0.0", "1.1.0")
-    assert release_record("beam-mol-rollout-a3")["active"] == "1.1.0"
+    assert release_record("beam-mol-rollout-a2")["active"] == "1.1.0"
     # guarded by rollback_from, a second run changes nothing
-    again = playbook("rollback.yml", "--limit", "beam-mol-rollout-a2", "-e", "rollback_from=1.1.0")
+    again = playbook("rollback.yml", "--limit", "beam-mol-rollout-a3", "-e", "rollback_from=1.1.0")
     assert again.returncode == 0
-    assert recap(again.stdout)["beam-mol-rollout-a2"]["changed"] == 0
-    assert release_record("beam-mol-rollout-a2")["active"] == "1.0.0"
+    assert recap(again.stdout)["beam-mol-rollout-a3"]["changed"] == 0
+    assert release_record("beam-mol-rollout-a3")["active"] == "1.0.0"
 
 
 def test_status_shows_the_active_and_previous_release_of_every_node(host):
     result = playbook("status.yml", "-e", f"beam_status_report_file={REPORTS}/status.json")
     assert result.returncode == 0
     rows = {row["host"]: row for row in json.loads((REPORTS / "status.json").read_text())["nodes"]}
-    assert rows["beam-mol-rollout-a2"]["releases"]["agent"]["active"] == "1.0.0"
-    assert rows["beam-mol-rollout-a3"]["releases"]["agent"]["active"] == "1.1.0"
-    assert rows["beam-mol-rollout-a3"]["releases"]["agent"]["previous"] == "1.0.0"
+    assert rows["beam-mol-rollout-a3"]["releases"]["agent"]["active"] == "1.0.0"
+    assert rows["beam-mol-rollout-a2"]["releases"]["agent"]["active"] == "1.1.0"
+    assert rows["beam-mol-rollout-a2"]["releases"]["agent"]["previous"] == "1.0.0"
     assert rows[RECEIVER]["releases"]["receiver"]["active"] == "1.0.0"
     assert "1.1.0 (1.0.0)" in result.stdout
 
@@ -152,8 +152,8 @@ def test_an_unreachable_node_counts_against_the_budget():
         assert by_node["beam-mol-rollout-a4"]["result"] == "unreachable"
         assert report["failed"] == ["beam-mol-rollout-a4"]
         assert report["result"] == "completed within the failure budget", report["summary"]
-        assert by_node["beam-mol-rollout-a2"]["result"] == "passed"
-        assert release_record("beam-mol-rollout-a2")["active"] == "1.1.0"
+        assert by_node["beam-mol-rollout-a3"]["result"] == "passed"
+        assert release_record("beam-mol-rollout-a3")["active"] == "1.1.0"
         assert "unreachable" in result.stdout
 
         stopped = playbook("rollout.yml", "-e", "beam_version=1.1.0")
