@@ -43,7 +43,17 @@ def build_wheel(version: str) -> Path:
     """The beam-fleet wheel of this tree, put where the wheelhouse role looks for it."""
     with tempfile.TemporaryDirectory() as scratch:
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", scratch, str(REPO)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--wheel-dir",
+                scratch,
+                str(REPO),
+            ],
             check=True,
         )
         built = sorted(Path(scratch).glob("beam_fleet-*-py3-none-any.whl"))
@@ -60,8 +70,18 @@ def build_tarball(output: Path) -> Path:
     galaxy = Path(sys.executable).parent / "ansible-galaxy"
     output.mkdir(parents=True, exist_ok=True)
     run = subprocess.run(
-        [str(galaxy), "collection", "build", "--force", "--output-path", str(output), str(COLLECTION)],
-        check=True, capture_output=True, text=True,
+        [
+            str(galaxy),
+            "collection",
+            "build",
+            "--force",
+            "--output-path",
+            str(output),
+            str(COLLECTION),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     found = re.search(r"Created collection for \S+ at (\S+)", run.stdout)
     if not found:
@@ -71,7 +91,12 @@ def build_tarball(output: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "dist", help="directory for the tarball (default dist/)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=REPO / "dist",
+        help="directory for the tarball (default dist/)",
+    )
     args = parser.parse_args(argv)
     try:
         project, galaxy = versions()
