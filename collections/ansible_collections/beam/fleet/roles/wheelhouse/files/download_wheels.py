@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     # complete the set with what the target's own markers ask for (see the docstring)
     environment = target_environment(options.arch, options.python_version)
     extras = {extra for extra in options.extras.split(",") if extra}
-    for _ in range(10):
+    for _round in range(10):
         missing = missing_for_target(options.dest, "beam-fleet", extras, environment)
         if not missing:
             break
