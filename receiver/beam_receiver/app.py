@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from beam_receiver.api import register_api
 from beam_receiver.auth import load_credentials
+from beam_receiver.backend import open_storage
 from beam_receiver.config import ReceiverConfig
 from beam_receiver.dashboard import init_dashboard
 from beam_receiver.errors import register_error_handlers
@@ -21,17 +22,21 @@ from beam_receiver.secret_key import load_or_create_secret_key
 from beam_receiver.security_headers import init_security_headers
 from beam_receiver.sessions import CookieSessions
 from beam_receiver.state import EXTENSION_KEY, ReceiverState
-from beam_receiver.storage import Database
 
 
 def create_app(config: ReceiverConfig) -> Flask:
     """A ready app: schema migrated, tokens and expected nodes loaded, session key in place.
 
-    Raises ConfigError for a broken tokens or expected-nodes file, sqlite3.Error when the
-    database cannot be opened, and SecretKeyError for an unusable session key file.
+    Raises ConfigError for a broken tokens or expected-nodes file (or database password
+    file), one of the storage's `errors` when the database cannot be opened, and
+    SecretKeyError for an unusable session key file.
     """
-    database = Database(config.database, config.busy_timeout_ms, config.synchronous)
-    database.migrate()
+    database = open_storage(config)
+    try:
+        database.migrate()
+    except BaseException:
+        database.close()
+        raise
     credentials = ReloadingFile(config.tokens_file, load_credentials)
     expected_nodes = (
         ReloadingFile(config.expected_nodes_file, load_expected_nodes)
@@ -72,7 +77,7 @@ def create_app(config: ReceiverConfig) -> Flask:
             app.wsgi_app, x_for=1, x_proto=1, x_host=1
         )
     init_logins(app)
-    register_error_handlers(app)
+    register_error_handlers(app, database.errors)
     init_security_headers(app)
     init_request_logging(app)
     register_api(app)

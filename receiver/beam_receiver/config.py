@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
+from urllib.parse import parse_qs, urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -16,6 +17,10 @@ else:  # the receiver ships in the same wheel as the Python 3.9 agent
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 LISTEN_PATTERN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(?P<port>[0-9]{1,5})$")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# "db.example:5432/beam": a PostgreSQL server written as if it were a file name.
+HOST_PORT_PATTERN = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}(/|$)")
 
 
 @dataclass(frozen=True)
@@ -37,10 +42,23 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
-class ReceiverConfig:
-    """A checked receiver.toml; relative paths in the file are relative to the file itself."""
+class PostgresUrl:
+    """A postgresql:// URL that carries no password (that is in database_password_file)."""
 
-    database: Path
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """A checked receiver.toml; relative paths in the file are relative to the file itself.
+
+    `database` is a Path for SQLite (the default backend) or a PostgresUrl for PostgreSQL.
+    """
+
+    database: Union[Path, PostgresUrl]
     tokens_file: Path
     listen: str = "127.0.0.1:8000"
     telemetry_interval_s: float = 30.0
@@ -60,13 +78,18 @@ class ReceiverConfig:
     login_max_failures_per_address: int = 20
     login_failure_window_s: float = 900.0
     proxy_fix: bool = False
+    database_password_file: Optional[Path] = None
+    readings_retention_days: float = 0.0
     path: Optional[Path] = None
 
     @property
     def secret_key_path(self) -> Path:
-        """Where the session-signing key lives: by default next to the database."""
+        """Where the session-signing key lives: by default next to the SQLite file (a
+        postgresql:// database needs secret_key_file, which the checks enforce)."""
         if self.secret_key_file is not None:
             return self.secret_key_file
+        if not isinstance(self.database, Path):
+            raise ValueError("secret_key_file is required with a postgresql:// database")
         return self.database.with_name(self.database.name + ".secret-key")
 
 
@@ -157,9 +180,110 @@ KEYS: dict[str, Check] = {
     "login_max_failures_per_address": _positive_int,
     "login_failure_window_s": _positive_number,
     "proxy_fix": _boolean,
+    "database_password_file": _string,
+    "readings_retention_days": _non_negative_number,
 }
-PATH_KEYS = ("database", "tokens_file", "expected_nodes_file", "secret_key_file")
+PATH_KEYS = (
+    "database",
+    "tokens_file",
+    "expected_nodes_file",
+    "secret_key_file",
+    "database_password_file",
+)
 REQUIRED_KEYS = ("database", "tokens_file")
+
+
+def is_postgres_url(value: str) -> bool:
+    return value.split("://", 1)[0].lower() in POSTGRES_SCHEMES and "://" in value
+
+
+def database_url_problem(value: str) -> Optional[str]:
+    """What is wrong with a postgresql:// `database`, or None. The URL is never echoed: it
+    may hold the very password that must not be there."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"is not a valid postgresql:// URL ({exc})"
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        return (
+            "carries a password: remove it from the URL and put it in"
+            " database_password_file (mode 0600)"
+        )
+    if not parts.path.strip("/"):
+        return "must name the database: postgresql://USER@HOST:PORT/DATABASE"
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return (
+            "a postgresql:// database needs psycopg and psycopg-pool:"
+            " pip install 'beam-fleet[receiver,postgres]'"
+        )
+    try:
+        conninfo_to_dict(value)
+    except Exception as exc:  # psycopg.ProgrammingError: libpq's own parser refused it
+        return f"is not a valid postgresql:// URL ({str(exc).splitlines()[0]})"
+    return None
+
+
+def database_problems(data: Mapping[str, Any]) -> list[Problem]:
+    """The keys that only make sense together: `database` decides SQLite (a file path) or
+    PostgreSQL (a postgresql:// URL), and the others must fit that choice."""
+    problems: list[Problem] = []
+    for key in PATH_KEYS:
+        value = data.get(key)
+        if not isinstance(value, str) or not URL_PATTERN.match(value):
+            continue
+        if key != "database":
+            problems.append(Problem(key, "is a URL; this key takes a file path"))
+        elif not is_postgres_url(value):
+            problems.append(
+                Problem(
+                    key,
+                    f"is a {value.split('://', 1)[0]}:// URL: give a SQLite file path,"
+                    " or a postgresql:// URL for PostgreSQL",
+                )
+            )
+    database = data.get("database")
+    if not isinstance(database, str):
+        return problems
+    if is_postgres_url(database):
+        message = database_url_problem(database)
+        if message is not None:
+            problems.append(Problem("database", message))
+        if "secret_key_file" not in data:
+            problems.append(
+                Problem(
+                    "secret_key_file",
+                    "is required with a postgresql:// database (by default the key lives"
+                    " beside a SQLite file); every receiver of the database needs the same key",
+                )
+            )
+        if "synchronous" in data:
+            problems.append(
+                Problem(
+                    "synchronous",
+                    "applies to a SQLite database only; PostgreSQL's durability is the"
+                    " server's synchronous_commit",
+                )
+            )
+    elif not URL_PATTERN.match(database):
+        if HOST_PORT_PATTERN.match(database):
+            problems.append(
+                Problem(
+                    "database",
+                    f"{database!r} looks like HOST:PORT; a PostgreSQL database is given as"
+                    " postgresql://USER@HOST:PORT/DATABASE, a SQLite database as a file path",
+                )
+            )
+        if "database_password_file" in data:
+            problems.append(
+                Problem(
+                    "database_password_file",
+                    "is only for a postgresql:// database; database is a SQLite file path",
+                )
+            )
+    return problems
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -184,6 +308,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> ReceiverConfig:
     for key in REQUIRED_KEYS:
         if key not in data:
             problems.append(Problem(key, "is required"))
+    problems.extend(database_problems(data))
     values: dict[str, Any] = {}
     for key, check in KEYS.items():
         if key not in data:
@@ -193,7 +318,9 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> ReceiverConfig:
             problems.append(Problem(key, message))
             continue
         value = data[key]
-        if key in PATH_KEYS:
+        if key == "database" and is_postgres_url(value):
+            value = PostgresUrl(value)
+        elif key in PATH_KEYS:
             value = (path.parent / Path(value).expanduser()).absolute()
         elif key == "synchronous":
             value = value.upper()
@@ -203,6 +330,7 @@ def config_from_mapping(data: Mapping[str, Any], path: Path) -> ReceiverConfig:
             "request_timeout_s",
             "telemetry_retention_days",
             "login_failure_window_s",
+            "readings_retention_days",
         ):
             value = float(value)
         values[key] = value

@@ -7,11 +7,12 @@ Agents and scripts branch on the status and the `error` code, people read the me
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any, Optional
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
+
+from beam_receiver.state import get_state
 
 log = logging.getLogger("beam_receiver.errors")
 
@@ -96,8 +97,8 @@ def handle_http_exception(exc: HTTPException) -> Any:
     return error_response(status, ERROR_CODES.get(status, f"http_{status}"), message, [], headers)
 
 
-def log_database_error(exc: sqlite3.Error, event: str) -> None:
-    """SQLite's own words (paths, lock and disk states) go to the log, with the request id;
+def log_database_error(exc: Exception, event: str) -> None:
+    """The database's own words (paths, lock and disk states) go to the log, with the request id;
     answers never carry them."""
     log.error(
         "database unavailable: %s",
@@ -111,12 +112,13 @@ def unavailable_response(message: str) -> Response:
     return error_response(503, "unavailable", message, [], {"Retry-After": str(RETRY_AFTER_S)})
 
 
-def handle_database_error(exc: sqlite3.Error) -> Any:
-    """A locked, full, missing or unreadable database is a reason to retry later, not a 500.
+def handle_database_error(exc: Exception) -> Any:
+    """A locked, full, missing or unreachable database is a reason to retry later, not a 500.
 
-    Integrity and programming errors are bugs, not outages: those stay 500s.
+    Integrity and programming errors are bugs, not outages: those stay 500s. The backend
+    says which is which (Storage.is_outage).
     """
-    if not (type(exc) is sqlite3.DatabaseError or isinstance(exc, sqlite3.OperationalError)):
+    if not get_state().database.is_outage(exc):
         return handle_unexpected_error(exc)
     log_database_error(exc, "database_error")
     message = "The database is busy or unavailable; retry later."
@@ -135,9 +137,10 @@ def handle_unexpected_error(exc: Exception) -> Any:
     return error_response(500, "internal_error", "An unexpected error occurred; it was logged.")
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: Flask, database_errors: tuple[type[Exception], ...]) -> None:
+    """database_errors: the storage backend's exception classes (Storage.errors)."""
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(sqlite3.OperationalError, handle_database_error)
-    app.register_error_handler(sqlite3.DatabaseError, handle_database_error)
+    for error in database_errors:
+        app.register_error_handler(error, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected_error)

@@ -1,6 +1,6 @@
 """/healthz's write probe, run at most once a second per worker.
 
-The probe is a real write (Database.probe_write: 32 KiB into the WAL, no fsync), and
+The probe is a real write (Storage.probe_write: 32 KiB, no fsync), and
 /healthz needs no token. So that a client polling it fast cannot turn it into a write load
 on the agents' database, or tie up a thread for busy_timeout_ms per request while the
 database is locked, each worker probes at most once per PROBE_EVERY_S; requests in between
@@ -9,22 +9,21 @@ database is locked, each worker probes at most once per PROBE_EVERY_S; requests 
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from typing import Callable, Union
 
-from beam_receiver.storage import Database
+from beam_receiver.storage import Storage
 
 PROBE_EVERY_S = 1.0
 
 
 class WriteProbe:
-    """The last result of Database.probe_write, renewed when it is older than every_s."""
+    """The last result of Storage.probe_write, renewed when it is older than every_s."""
 
     def __init__(
         self,
-        database: Database,
+        database: Storage,
         every_s: float = PROBE_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -33,7 +32,7 @@ class WriteProbe:
         self._clock = clock
         self._lock = threading.Lock()
         self._probed_at = float("-inf")
-        self._result: Union[int, sqlite3.Error] = 0
+        self._result: Union[int, Exception] = 0
 
     def check(self) -> int:
         """The schema version while the database takes writes; else the probe's error."""
@@ -41,10 +40,10 @@ class WriteProbe:
             if self._clock() - self._probed_at >= self._every_s:
                 try:
                     self._result = self._database.probe_write()
-                except sqlite3.Error as exc:
+                except self._database.errors as exc:
                     self._result = exc
                 self._probed_at = self._clock()
             result = self._result
-        if isinstance(result, sqlite3.Error):
+        if isinstance(result, Exception):
             raise result.with_traceback(None)
         return result

@@ -102,11 +102,17 @@ class ReceiverServer(BaseApplication):  # type: ignore[misc]
         self.cfg.set("on_exit", self.on_exit)
 
     def load(self) -> Any:
-        """Runs in each new worker: build the app from the master's last good config."""
+        """Runs in each new worker: build the app from the master's last good config, and
+        start the worker's retention thread (retention.py)."""
         from beam_receiver.app import create_app  # after PROMETHEUS_MULTIPROC_DIR is set
+        from beam_receiver.retention import Pruner
+        from beam_receiver.state import EXTENSION_KEY
 
         configure_logging()
-        return create_app(self.receiver_config)
+        app = create_app(self.receiver_config)
+        state = app.extensions[EXTENSION_KEY]
+        Pruner(state.database, state.config).start()  # a daemon thread: ends with the worker
+        return app
 
     def child_exit(self, server: Any, worker: Any) -> None:
         """Runs in the master's SIGCHLD handler: no imports here (see __init__)."""

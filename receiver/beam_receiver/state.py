@@ -15,7 +15,7 @@ from beam_receiver.config import ReceiverConfig
 from beam_receiver.health_probe import WriteProbe
 from beam_receiver.inventory import ExpectedNode
 from beam_receiver.reloading import ReloadingFile
-from beam_receiver.storage import Database
+from beam_receiver.storage import Storage
 
 if TYPE_CHECKING:
     from beam_receiver.auth import Credentials
@@ -27,7 +27,7 @@ EXTENSION_KEY = "beam_receiver"
 @dataclass
 class ReceiverState:
     config: ReceiverConfig
-    database: Database
+    database: Storage
     credentials: ReloadingFile[Credentials]
     expected_nodes: Optional[ReloadingFile[dict[str, ExpectedNode]]]
     metrics: ReceiverMetrics

@@ -1,13 +1,11 @@
 """GET /healthz: 200 while the database takes a write, 503 (with Retry-After) when not.
 
 A read alone would pass on a full disk, a read-only file or a lock held for good, and
-every batch would still fail: so the check is a real write (Database.probe_write), made at
+every batch would still fail: so the check is a real write (Storage.probe_write), made at
 most once a second per worker (health_probe.py).
 """
 
 from __future__ import annotations
-
-import sqlite3
 
 from flask import Blueprint, Response, jsonify
 
@@ -20,9 +18,10 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
+    state = get_state()
     try:
-        version = get_state().write_probe.check()
-    except sqlite3.Error as exc:
+        version = state.write_probe.check()
+    except state.database.errors as exc:
         log_database_error(exc, "health_failed")
         return unavailable_response("The database does not take writes; retry later.")
     return jsonify(
