@@ -206,6 +206,7 @@ def test_concurrent_posts_never_share_a_seq(receiver: Receiver) -> None:
     ],
     ids=["lowest seq", "already stored"],
 )
+@pytest.mark.sqlite_only  # SQLite's query planner; PostgreSQL's plans: test_backends.py
 def test_the_per_request_lookups_are_index_searches(
     receiver: Receiver, sql: str, params: tuple[Any, ...]
 ) -> None:

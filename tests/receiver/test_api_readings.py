@@ -13,7 +13,6 @@ import pytest
 
 from tests.support.app import Receiver
 from tests.support.constants import DEVICE, OTHER_DEVICE
-from tests.support.receiver import write_lock_held
 from tests.support.responses import assert_error
 
 Reading = Callable[..., dict[str, Any]]
@@ -427,16 +426,15 @@ def test_database_locked_beyond_busy_timeout_is_503(
 ) -> None:
     receiver = make_receiver(busy_timeout_ms=50)
     headers = receiver.headers(**{"X-Request-ID": "locked-1"})
-    locked = write_lock_held(receiver.directory / "receiver.db")
-    with locked, caplog.at_level(logging.ERROR, logger="beam_receiver.errors"):
+    with receiver.write_lock_held(), caplog.at_level(logging.ERROR, logger="beam_receiver.errors"):
         response = receiver.post_readings(make_reading(1), headers=headers)
     body = assert_error(response, 503, "unavailable")
     assert int(response.headers["Retry-After"]) > 0
-    # SQLite's words go to the log with the request id, never into the answer.
-    assert "locked" not in response.get_data(as_text=True)
+    # The database's words go to the log with the request id, never into the answer.
+    assert "lock" not in response.get_data(as_text=True)
     assert body["details"] == []
     logged = [r for r in caplog.records if r.name == "beam_receiver.errors"]
-    assert [(r.request_id, "locked" in r.error) for r in logged] == [("locked-1", True)]  # type: ignore[attr-defined]
+    assert [(r.request_id, "lock" in r.error) for r in logged] == [("locked-1", True)]  # type: ignore[attr-defined]
     assert receiver.post_readings(make_reading(1)).get_json() == {"accepted": 1, "duplicates": 0}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from beam_receiver.config import ConfigError, ReceiverConfig, load_config
+from beam_receiver.config import ConfigError, PostgresUrl, ReceiverConfig, load_config
 from beam_receiver.inventory import ExpectedNode, load_expected_nodes
 
 
@@ -160,3 +160,79 @@ def test_bad_expected_nodes_name_the_key(tmp_path: Path, text: str, key: str) ->
     with pytest.raises(ConfigError) as caught:
         load_expected_nodes(path)
     assert any(line.startswith(f"{path}: {key}: ") for line in caught.value.lines())
+
+
+# -- the storage backend: a file path (SQLite) or a postgresql:// URL ------------------------
+
+PG = "postgresql://beam@db.example:5432/beam"
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "words"),
+    [
+        ('database = "postgresql://beam:s3cret@db.example/beam"', "database", "password"),
+        ('database = "postgresql://beam@db.example/beam?password=s3cret"', "database", "password"),
+        ('database = "postgresql://beam@db.example:5432/"', "database", "name the database"),
+        ('database = "postgresql://beam@db.example:port/beam"', "database", "valid"),
+        ('database = "mysql://beam@db.example/beam"', "database", "SQLite file path"),
+        ('database = "db.example:5432/beam"', "database", "HOST:PORT"),
+        (f'database = "{PG}"\ntokens_file = "postgresql://x@y/z"', "tokens_file", "file path"),
+        (
+            f'database = "{PG}"\nexpected_nodes_file = "https://x/nodes.toml"',
+            "expected_nodes_file",
+            "file path",
+        ),
+        ('database_password_file = "pg-password"', "database_password_file", "postgresql://"),
+        (f'database = "{PG}"\nsynchronous = "FULL"', "synchronous", "SQLite"),
+        ("readings_retention_days = -1", "readings_retention_days", "at least 0"),
+    ],
+    ids=[
+        "password in the user part",
+        "password as a parameter",
+        "no database name",
+        "port not a number",
+        "another scheme",
+        "host:port as a path",
+        "URL for tokens_file",
+        "URL for expected_nodes_file",
+        "password file with SQLite",
+        "synchronous with PostgreSQL",
+        "negative retention",
+    ],
+)
+def test_a_database_setting_that_cannot_work_is_refused_naming_the_key(
+    tmp_path: Path, lines: str, key: str, words: str
+) -> None:
+    text = f'{lines}\nsecret_key_file = "k"\n'
+    if "database =" not in text:
+        text = f'database = "r.db"\n{text}'
+    if "tokens_file =" not in text:
+        text += 'tokens_file = "t.toml"\n'
+    path = write(tmp_path / "receiver.toml", text)
+    lines_out = problems(path)
+    assert [line for line in lines_out if line.startswith(f"{path}: {key}: ")], lines_out
+    assert any(words in line for line in lines_out), lines_out
+    assert "s3cret" not in "\n".join(lines_out)  # a password is never echoed
+
+
+def test_postgres_needs_its_own_secret_key_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "receiver.toml", f'database = "{PG}"\ntokens_file = "t.toml"\n')
+    lines = problems(path)
+    assert len(lines) == 1 and lines[0].startswith(f"{path}: secret_key_file: "), lines
+    assert "required with a postgresql:// database" in lines[0]
+
+
+def test_a_postgres_config_is_typed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "receiver.toml",
+        f'database = "{PG}"\ntokens_file = "t.toml"\nsecret_key_file = "k"\n'
+        'database_password_file = "pg-password"\nreadings_retention_days = 90\n',
+    )
+    config = load_config(path)
+    assert config.database == PostgresUrl(PG)
+    assert config.database_password_file == tmp_path / "pg-password"
+    assert config.secret_key_path == tmp_path / "k"
+    assert config.readings_retention_days == 90.0
+    sqlite = load_config(write(tmp_path / "r.toml", 'database = "r.db"\ntokens_file = "t"\n'))
+    assert sqlite.database == tmp_path / "r.db"
+    assert sqlite.readings_retention_days == 0.0  # readings are kept unless asked

@@ -9,13 +9,11 @@ the receiver runs as an unprivileged user when the tests run as root.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import resource
 import shutil
-import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,7 +30,7 @@ from tests.support.app import Receiver
 from tests.support.constants import DEVICE
 from tests.support.processes import child_pids, file_size_limit
 from tests.support.readings import valid_reading
-from tests.support.receiver import ReceiverProcess, configure_receiver, write_lock_held
+from tests.support.receiver import ReceiverProcess, configure_receiver
 from tests.support.responses import assert_error
 from tests.support.waiting import wait_for
 
@@ -58,10 +56,10 @@ def logged_errors(log: Path, request_id: str) -> list[str]:
     ]
 
 
-def probe_row(database: Path) -> Any:
+def probe_row(receiver: Receiver) -> Any:
     """The health probe's row: (written_at_ms, its random bytes), or None before any."""
-    with contextlib.closing(sqlite3.connect(database)) as connection:
-        return connection.execute("SELECT written_at_ms, room FROM health_probe").fetchone()
+    rows = receiver.state.database.read("SELECT written_at_ms, room FROM health_probe")
+    return tuple(rows[0]) if rows else None
 
 
 def healthz_status(receiver: Receiver) -> int:
@@ -72,11 +70,11 @@ def healthz_status(receiver: Receiver) -> int:
 
 
 def test_healthz_writes_a_page_worth_of_random_bytes(receiver: Receiver) -> None:
-    assert probe_row(receiver.state.database.path) is None
+    assert probe_row(receiver) is None
     response = receiver.client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json()["status"] == "ok"
-    written_at_ms, room = probe_row(receiver.state.database.path)
+    written_at_ms, room = probe_row(receiver)
     assert written_at_ms > 0 and len(room) == HEALTH_PROBE_BYTES
 
 
@@ -84,13 +82,13 @@ def test_a_worker_probes_at_most_once_per_interval(receiver: Receiver) -> None:
     now = [100.0]
     probe = WriteProbe(receiver.state.database, every_s=1.0, clock=lambda: now[0])
     version = probe.check()
-    first = probe_row(receiver.state.database.path)
+    first = probe_row(receiver)
     now[0] += 0.9
     assert probe.check() == version
-    assert probe_row(receiver.state.database.path) == first  # answered from the last probe
+    assert probe_row(receiver) == first  # answered from the last probe
     now[0] += 0.2
     assert probe.check() == version
-    assert probe_row(receiver.state.database.path)[1] != first[1]  # written again
+    assert probe_row(receiver)[1] != first[1]  # written again
 
 
 def test_a_failed_probe_is_remembered_for_the_interval_too(
@@ -101,11 +99,11 @@ def test_a_failed_probe_is_remembered_for_the_interval_too(
     receiver = make_receiver(busy_timeout_ms=300)
     now = [100.0]
     probe = WriteProbe(receiver.state.database, every_s=1.0, clock=lambda: now[0])
-    with write_lock_held(receiver.directory / "receiver.db"):
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+    with receiver.write_lock_held():
+        with pytest.raises(receiver.state.database.errors, match="lock"):
             probe.check()
         started = time.monotonic()
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(receiver.state.database.errors, match="lock"):
             probe.check()
         assert time.monotonic() - started < 0.2  # no second wait for the lock
     now[0] += 1.0
@@ -116,17 +114,18 @@ def test_healthz_is_503_while_the_write_lock_is_held_past_busy_timeout(
     make_receiver: Callable[..., Receiver], caplog: pytest.LogCaptureFixture
 ) -> None:
     receiver = make_receiver(busy_timeout_ms=50)
-    with write_lock_held(receiver.directory / "receiver.db"):
+    with receiver.write_lock_held():
         with caplog.at_level(logging.ERROR, logger="beam_receiver"):
             response = receiver.client.get("/healthz", headers={"X-Request-ID": "health-1"})
         assert_generic_503(response.status_code, response.headers, response.get_data(as_text=True))
         # Reads still work: only a write shows the database cannot take readings now.
         assert receiver.get("/api/nodes").status_code == 200
         logged = [r for r in caplog.records if getattr(r, "event", "") == "health_failed"]
-        assert [(r.request_id, "locked" in r.error) for r in logged] == [("health-1", True)]  # type: ignore[attr-defined]
+        assert [(r.request_id, "lock" in r.error) for r in logged] == [("health-1", True)]  # type: ignore[attr-defined]
     wait_for(lambda: healthz_status(receiver) == 200, 10, "/healthz to answer 200 again")
 
 
+@pytest.mark.sqlite_only
 def test_a_vanished_database_is_503_without_internals(receiver: Receiver) -> None:
     receiver.state.database.close()
     for suffix in ("", "-wal", "-shm"):

@@ -7,7 +7,6 @@ Real apps from create_app on real files; logins go through the login form.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from typing import Any, Callable
 
 from flask import Flask
@@ -39,8 +38,8 @@ def logged_in(client: FlaskClient) -> bool:
 
 
 def login_rows(receiver: Receiver) -> list[tuple[str, str]]:
-    with sqlite3.connect(receiver.directory / "receiver.db") as connection:
-        return connection.execute("SELECT id_hash, username FROM dashboard_logins").fetchall()
+    rows = receiver.state.database.read("SELECT id_hash, username FROM dashboard_logins")
+    return [tuple(row) for row in rows]
 
 
 def test_logout_ends_the_session_even_for_a_copy_of_the_cookie(receiver: Receiver) -> None:

@@ -24,6 +24,7 @@ def test_healthz_is_200_while_the_database_answers(receiver: Receiver) -> None:
     assert response.get_json()["schema_version"] >= 1
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's: test_backends.py
 def test_healthz_is_503_when_the_database_is_gone(receiver: Receiver) -> None:
     receiver.state.database.close()
     for suffix in ("", "-wal", "-shm"):
@@ -33,6 +34,7 @@ def test_healthz_is_503_when_the_database_is_gone(receiver: Receiver) -> None:
     assert int(response.headers["Retry-After"]) > 0
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's: test_backends.py
 def test_database_that_vanished_makes_reads_503_not_500(receiver: Receiver) -> None:
     receiver.state.database.close()
     (receiver.directory / "receiver.db").unlink()

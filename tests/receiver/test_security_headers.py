@@ -17,7 +17,6 @@ from werkzeug.test import TestResponse
 from tests.support.app import Receiver
 from tests.support.constants import PASSWORD, USER
 from tests.support.dashboard import csrf_token, form_login
-from tests.support.receiver import write_lock_held
 
 HSTS = "Strict-Transport-Security"
 ON_EVERY_ANSWER = {
@@ -74,7 +73,7 @@ def every_kind_of_answer(
         "static file": client.get("/dashboard/static/dashboard.css", **request),
         "html 404": client.get("/no-such-page", **request),
     }
-    with write_lock_held(receiver.directory / "receiver.db"):
+    with receiver.write_lock_held():
         answers["503"] = client.post(
             "/api/readings", json=make_reading(2), headers=receiver.headers(), **request
         )

@@ -10,6 +10,8 @@
   configure_receiver, stored_count, write_lock_held (another process holding the write lock)
 - agent: a real `beam-agent run`: write_agent_config, AgentProcess
 - app: the receiver in this process behind Flask's test client (Receiver, build_receiver)
+- postgres: a real PostgreSQL 15 server in a temporary directory on a free loopback port
+  (start_postgres, running_postgres), fresh databases copied from a migrated template
 - dashboard: the dashboard's login and logout forms through Flask's test client
 - readings: a valid reading, the payload check drivers must pass, RFC 3339 both ways
 - responses: the receiver's error objects and Prometheus metrics text

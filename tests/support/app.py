@@ -1,8 +1,11 @@
 """The receiver in this process: the app from create_app on real files (tokens, expected
-nodes, receiver.toml, a SQLite database) behind Flask's test client."""
+nodes, receiver.toml) and a real database (a SQLite file, or a PostgreSQL database when
+`database` is a URL) behind Flask's test client."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -17,6 +20,7 @@ from beam_receiver.auth import check_user
 from beam_receiver.config import load_config
 from beam_receiver.logins import start_login
 from beam_receiver.state import ReceiverState, get_state
+from beam_receiver.storage import Database
 
 from tests.support.constants import (
     DEVICE,
@@ -27,8 +31,17 @@ from tests.support.constants import (
     TOKENS,
     USER,
 )
-from tests.support.receiver import stored_count, write_receiver_toml, write_tokens_file
+from tests.support.receiver import write_lock_held, write_receiver_toml, write_tokens_file
 
+TABLES = (
+    "readings",
+    "sensors",
+    "nodes",
+    "telemetry_events",
+    "dashboard_logins",
+    "login_failures",
+    "health_probe",
+)
 EXPECTED_NODES = (
     '[nodes."beamrider-0001"]\nrole = "agent"\ntags = { site = "lab" }\n'
     '[nodes."beamrider-0003"]\nrole = "agent"\n'
@@ -65,7 +78,25 @@ class Receiver:
             return get_state()
 
     def stored(self) -> int:
-        return stored_count(self.state.database.path)
+        """How many readings the database holds, whichever backend."""
+        return self.state.database.count_readings()
+
+    @contextlib.contextmanager
+    def write_lock_held(self) -> Iterator[None]:
+        """Another process's write transaction held open on this receiver's database: its
+        writes wait for it, then fail after busy_timeout_ms (SQLite: BEGIN IMMEDIATE;
+        PostgreSQL: every table locked against writers, reads still served)."""
+        database = self.state.database
+        if isinstance(database, Database):
+            with write_lock_held(database.path):
+                yield
+            return
+        from beam_receiver.storage.postgres import PostgresStorage
+
+        assert isinstance(database, PostgresStorage)
+        with database.connect() as blocker, blocker.transaction():
+            blocker.execute(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE")
+            yield
 
     def login(self, username: str = USER, password: str = PASSWORD) -> None:
         """Log the client in the way the dashboard's login view does (the login recorded by

@@ -97,11 +97,14 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             # SQLite's json_extract with a path of keys: a number at the end of a walk
             # through objects only ("values.2" does not index an array), as its JSON text.
             # Stored payloads are text, read as json (not jsonb): json keeps the number's
-            # spelling (1.0 stays a float) and takes every escape, \u0000 included.
+            # spelling (1.0 stays a float). PostgreSQL cannot look up a key in an object
+            # holding the escape \u0000 (NUL is not text to it), so that escape becomes
+            # \u0001 first: it only ever occurs inside strings, and the query string's
+            # field names cannot hold control characters, so no number changes.
             """CREATE FUNCTION beam_payload_number(payload text, path text[])
             RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
             DECLARE
-                doc json := payload::json;
+                doc json := replace(payload, '\\u0000', '\\u0001')::json;
                 part text;
             BEGIN
                 FOREACH part IN ARRAY path LOOP
