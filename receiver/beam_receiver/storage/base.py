@@ -142,6 +142,11 @@ PRUNE_NODE_TELEMETRY = """
 """
 
 
+OLD_NODE_TELEMETRY = (
+    "SELECT 1 FROM telemetry_events WHERE node_id = ? AND received_at_ms < ? LIMIT 1"
+)
+
+
 class Rows(Protocol):
     """What executing a statement gives back (a DB-API cursor, sqlite3's or psycopg's)."""
 
@@ -627,6 +632,8 @@ class Storage(ABC):
         for (node_id,) in self.read("SELECT node_id FROM nodes ORDER BY node_id"):
             if deleted >= batch_rows:
                 break
+            if not self.read(OLD_NODE_TELEMETRY, (node_id, before_ms)):
+                continue  # most nodes: one index probe, no write transaction
             with self.write() as session:
                 deleted += session.execute(
                     PRUNE_NODE_TELEMETRY, (node_id, before_ms, batch_rows - deleted)
