@@ -12,6 +12,13 @@ import pytest
 
 EXPOSURE = re.compile(r"Overall exposure level for \S+: ([0-9.]+)")
 MAX_EXPOSURE = 2.5
+# The fleet scenario's agents: container -> device id (inventory/fleet.yml).
+FLEET_AGENTS = {
+    "beam-mol-fleet-a1": "beam-mol-fleet-a1",
+    "beam-mol-fleet-a2": "beam-mol-fleet-a2",
+    "beam-mol-fleet-a3": "fleet-node-3",
+    "beam-mol-fleet-a4": "beam-mol-fleet-a4",
+}
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -3,13 +3,16 @@
 import json
 import time
 
-from conftest import MAX_EXPOSURE, VERSION, operator_get, operator_playbook, stored_seqs, unit_exposure
+from conftest import (
+    FLEET_AGENTS as AGENTS,
+    MAX_EXPOSURE,
+    VERSION,
+    operator_get,
+    operator_playbook,
+    stored_seqs,
+    unit_exposure,
+)
 
-AGENTS = {
-    "beam-mol-fleet-a1": "beam-mol-fleet-a1",
-    "beam-mol-fleet-a2": "beam-mol-fleet-a2",
-    "beam-mol-fleet-a3": "fleet-node-3",
-}
 RECEIVER = "beam-mol-fleet-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
 

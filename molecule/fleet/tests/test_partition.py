@@ -16,13 +16,9 @@ import subprocess
 import time
 from typing import Any, Callable, TypeVar
 
+from conftest import FLEET_AGENTS as AGENTS
 from conftest import stored_seqs
 
-AGENTS = {
-    "beam-mol-fleet-a1": "beam-mol-fleet-a1",
-    "beam-mol-fleet-a2": "beam-mol-fleet-a2",
-    "beam-mol-fleet-a3": "fleet-node-3",
-}
 RECEIVER = "beam-mol-fleet-rx"
 NETWORK = "beam-mol-fleet"
 testinfra_hosts = ["ansible://" + RECEIVER]

@@ -9,9 +9,9 @@ agent proves the new certificate, nginx reloads it, and every agent's seqs stay 
 import re
 import time
 
-from conftest import operator_playbook, stored_seqs
+from conftest import FLEET_AGENTS, operator_playbook, stored_seqs
 
-AGENTS = ["beam-mol-fleet-a1", "beam-mol-fleet-a2", "fleet-node-3"]
+AGENTS = list(FLEET_AGENTS.values())
 RECEIVER = "beam-mol-fleet-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
 

@@ -25,7 +25,9 @@ description:
   - The directory is C(beam_fleet_secrets_dir), else C(<inventory dir>/.secrets).
   - The first path element says what the secret is, and so how it is made
     (letters and digits) - C(tokens/<device id>) (48 characters), C(operators/<name>) (48),
-    C(users/<name>) (a dashboard password, 20) and C(users/<name>.salt) (its hash's salt, 16).
+    C(users/<name>) (a dashboard password, 20), C(users/<name>.salt) (its hash's salt, 16),
+    C(database/<server>) (the receivers' PostgreSQL password, 48) and C(session/<receiver>)
+    (the session-signing key a pool of receivers shares, 64).
   - With O(path=true), returns the secret's absolute path instead and creates nothing
     (also for directories such as C(ssh)).
 options:
@@ -77,7 +79,7 @@ from ansible.plugins.lookup import LookupBase
 
 CHARS = ["ascii_letters", "digits"]
 # What each kind of secret is made of: its first path element -> its length.
-LENGTHS = {"tokens": 48, "operators": 48, "users": 20}
+LENGTHS = {"tokens": 48, "operators": 48, "users": 20, "database": 48, "session": 64}
 SALT_LENGTH = 16
 
 
@@ -135,7 +137,8 @@ class LookupModule(LookupBase):
             if length is None:
                 raise AnsibleLookupError(
                     "beam.fleet.fleet_secret: %r is not a secret: use tokens/<device>, operators/<name>, "
-                    "users/<name> or users/<name>.salt (or path=true for a path)" % (term,)
+                    "users/<name>, users/<name>.salt, database/<server> or session/<receiver> "
+                    "(or path=true for a path)" % (term,)
                 )
             # ansible.builtin.password creates the file 0600 on first use and reads it after.
             password = lookup_loader.get("ansible.builtin.password", loader=self._loader, templar=self._templar)

@@ -24,7 +24,7 @@ from ansible_collections.beam.fleet.plugins.module_utils.sensor_types import (
 )
 from ansible_collections.beam.fleet.plugins.module_utils.ssh_access import check_ssh_access
 
-ROLES = ("agent", "receiver")
+ROLES = ("agent", "receiver", "database")
 ARCHITECTURES = ("x86_64", "aarch64", "armv7l")
 # The same rule the agent applies to device_id (beam_agent.config.DEVICE_ID_PATTERN).
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -36,6 +36,12 @@ SENSOR_KEY_KINDS = {"interval_ms": "int", "timeout_ms": "int", "max_rate_hz": "f
 # Where agents reach a receiver by default: nginx with TLS on 443 (or plain HTTP on 80 where
 # the inventory sets beam_receiver_tls: false).
 DEFAULT_PORTS = {"https": 443, "http": 80}
+# The receivers' PostgreSQL on a host with the database role (beam.fleet.database): its
+# database, its one login (owner of that database and nothing else) and its port.
+DATABASE_NAME = "beam"
+DATABASE_USER = "beam_receiver"
+DATABASE_PORT = 5432
+POSTGRES_URL_PATTERN = re.compile(r"^postgres(ql)?://(?P<user>[^:@/\s]+)@(?P<host>[^:/\s?]+)(:[0-9]+)?/(?P<db>[^/?\s]+)(\?\S*)?$")
 
 # The inventory variables a node is described by, and what each must be.
 NODE_VARIABLES = (
@@ -49,6 +55,7 @@ NODE_VARIABLES = (
     "beam_receiver_url",
     "beam_receiver_port",
     "beam_receiver_tls",
+    "beam_receiver_database_url",
     "ansible_host",
 )
 
@@ -262,6 +269,17 @@ def _check_node(node, problems):
             "%r is plain HTTP but the receiver serves only HTTPS (beam_receiver_tls is true by "
             "default): use https://, or set beam_receiver_tls: false to serve plain HTTP" % (url,),
         )
+    database_url = node.get("beam_receiver_database_url")
+    if database_url not in (None, ""):
+        if "receiver" not in roles:
+            fail("beam_receiver_database_url", "is set but the node has no receiver role")
+        elif not isinstance(database_url, str) or not POSTGRES_URL_PATTERN.match(database_url):
+            # the URL is not echoed: a malformed one may hold the password that must not be there
+            fail(
+                "beam_receiver_database_url",
+                "must be postgresql://USER@HOST[:PORT]/DATABASE with no password in it (the password "
+                "goes in the secrets directory, database/<HOST>)",
+            )
     return {
         "host": host,
         "node_id": node_id,
@@ -328,6 +346,8 @@ def validate_fleet(nodes, groups=None, today=None):
         # what nginx on the receiver serves, whatever name agents use to reach it
         records[host]["receiver_tls"] = scheme == "https"
         records[host]["receiver_port"] = node.get("beam_receiver_port") or DEFAULT_PORTS[scheme]
+    _assign_databases(records, by_host, receivers, problems)
+    pools = set(tuple(records[host]["receiver_pool"]) for host in receivers)
     for host in sorted(records):
         record = records[host]
         if "agent" not in record["roles"]:
@@ -348,7 +368,8 @@ def validate_fleet(nodes, groups=None, today=None):
         elif "receiver" in record["roles"]:
             record["receiver_host"] = host
             record["api_url"] = record["receiver_url"]
-        elif len(receivers) == 1:
+        elif len(pools) == 1:
+            # one receiver, or several sharing one database behind the first one's address
             record["receiver_host"] = receivers[0]
             record["api_url"] = records[receivers[0]]["receiver_url"]
         elif not receivers:
@@ -362,6 +383,54 @@ def validate_fleet(nodes, groups=None, today=None):
                 % (host, ", ".join(receivers))
             )
     return records, sorted(problems)
+
+
+def _address(node):
+    return node.get("ansible_host") or node["host"]
+
+
+def _assign_databases(records, by_host, receivers, problems):
+    """Give each receiver its storage and its pool, and each database host its clients.
+
+    A receiver stores into SQLite on its own disk unless the inventory has a host with the
+    database role (then every receiver uses that PostgreSQL) or the receiver names an
+    external server (beam_receiver_database_url). Receivers that share one database form a
+    pool: each one's nginx spreads requests over all of them, so any member's address
+    serves the whole pool and one member can stop without an agent noticing.
+    """
+    databases = sorted(h for h, r in records.items() if "database" in r["roles"])
+    if len(databases) > 1:
+        problems.append(
+            "%s: beam_roles: more than one host has the database role (%s): a fleet has one "
+            "PostgreSQL for its receivers" % (databases[1], ", ".join(databases))
+        )
+    for host in databases:
+        records[host]["database_clients"] = []
+    for host in receivers:
+        explicit = by_host[host].get("beam_receiver_database_url")
+        if explicit:
+            records[host]["database_url"] = str(explicit)
+            records[host]["database_host"] = None
+        elif databases:
+            address = _address(by_host[databases[0]])
+            records[host]["database_url"] = "postgresql://%s@%s:%d/%s" % (
+                DATABASE_USER, address, DATABASE_PORT, DATABASE_NAME)
+            records[host]["database_host"] = databases[0]
+            records[databases[0]]["database_clients"].append(_address(by_host[host]))
+        else:
+            records[host]["database_url"] = None
+            records[host]["database_host"] = None
+    for host in receivers:
+        url = records[host]["database_url"]
+        records[host]["receiver_pool"] = (
+            [other for other in receivers if records[other]["database_url"] == url] if url else [host]
+        )
+        records[host]["receiver_pool_addresses"] = [_address(by_host[other]) for other in records[host]["receiver_pool"]]
+    if databases and not receivers:
+        problems.append(
+            "%s: beam_roles: the database role serves the receivers, but the inventory has no "
+            "host with the receiver role" % databases[0]
+        )
 
 
 def fleet_warnings(records):
@@ -391,6 +460,7 @@ def fleet_summary(records):
         "nodes": len(records),
         "agents": sorted(r["node_id"] for r in records.values() if "agent" in r["roles"]),
         "receivers": sorted(r["node_id"] for r in records.values() if "receiver" in r["roles"]),
+        "databases": sorted(r["node_id"] for r in records.values() if "database" in r["roles"]),
         "sites": dict((k, sorted(v)) for k, v in sites.items() if k is not None),
         "architectures": dict((k, sorted(v)) for k, v in architectures.items() if k is not None),
     }

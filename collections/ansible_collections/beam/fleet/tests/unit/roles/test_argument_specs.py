@@ -33,4 +33,4 @@ def test_argument_specs_equal_defaults(role):
 
 
 def test_every_role_has_specs():
-    assert ROLES == ["_common", "agent", "base", "pki", "receiver", "ssh_access", "wheelhouse"]
+    assert ROLES == ["_common", "agent", "base", "database", "pki", "receiver", "ssh_access", "wheelhouse"]

@@ -43,7 +43,7 @@ def test_duplicate_node_ids_are_refused():
 
 def test_unknown_role_and_architecture_are_refused():
     problems = validate_fleet([node("rx", ["receiver", "gateway"], beam_arch="riscv64")])[1]
-    assert "rx: beam_roles: unknown role 'gateway' (known: agent, receiver)" in problems
+    assert "rx: beam_roles: unknown role 'gateway' (known: agent, receiver, database)" in problems
     assert any(p.startswith("rx: beam_arch: must be one of x86_64, aarch64, armv7l") for p in problems)
 
 
@@ -179,3 +179,71 @@ def test_a_tls_setting_that_cannot_work_is_refused():
     # an https:// URL in front of a plain receiver is the operator's own TLS proxy: allowed
     records, problems = validate_fleet([node("rx", ["receiver"], beam_receiver_tls=False, beam_receiver_url="https://rx.example.org")])
     assert problems == [] and fleet_warnings(records) == []
+
+
+def test_receivers_sharing_the_database_host_form_one_pool_behind_the_first_address():
+    records, problems = validate_fleet([
+        node("rx1", ["receiver", "database"], ansible_host="10.0.0.5"),
+        node("rx2", ["receiver"], ansible_host="10.0.0.6"),
+        node("pi1", ["agent"]),
+        node("pi2", ["agent"], beam_receiver="rx2"),
+    ])
+    assert problems == []
+    for rx in ("rx1", "rx2"):
+        assert records[rx]["database_url"] == "postgresql://beam_receiver@10.0.0.5:5432/beam"
+        assert records[rx]["database_host"] == "rx1"
+        assert records[rx]["receiver_pool"] == ["rx1", "rx2"]
+        assert records[rx]["receiver_pool_addresses"] == ["10.0.0.5", "10.0.0.6"]
+    assert records["rx1"]["database_clients"] == ["10.0.0.5", "10.0.0.6"]
+    # one pool: an agent without beam_receiver takes the pool's first address
+    assert (records["pi1"]["receiver_host"], records["pi1"]["api_url"]) == ("rx1", "https://10.0.0.5")
+    assert records["pi2"]["receiver_host"] == "rx2"
+    assert fleet_summary(records)["databases"] == ["rx1"]
+
+
+def test_receivers_on_their_own_sqlite_files_are_no_pool():
+    records, problems = validate_fleet([
+        node("rx1", ["receiver"]),
+        node("rx2", ["receiver"]),
+        node("pi1", ["agent"]),
+    ])
+    assert records["rx1"]["database_url"] is None
+    assert records["rx1"]["receiver_pool"] == ["rx1"]
+    assert problems == ["pi1: beam_receiver: agent points at no receiver: set beam_receiver to one of rx1, rx2"]
+
+
+def test_an_external_database_url_pools_the_receivers_that_name_it():
+    url = "postgresql://beam@db.example.org:5432/beam?sslmode=verify-full&sslrootcert=system"
+    records, problems = validate_fleet([
+        node("rx1", ["receiver"], beam_receiver_database_url=url),
+        node("rx2", ["receiver"], beam_receiver_database_url=url),
+        node("pi1", ["agent"]),
+    ])
+    assert problems == []
+    assert records["rx2"]["database_url"] == url
+    assert records["rx2"]["database_host"] is None
+    assert records["rx1"]["receiver_pool"] == ["rx1", "rx2"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://beam:hunter2@db:5432/beam",  # a password in the URL
+        "/var/lib/beam-receiver/receiver.db",       # a path where a URL belongs
+        "postgresql://db:5432/beam",                # no user
+        "postgresql://beam@db:5432/",               # no database
+    ],
+)
+def test_a_database_url_that_cannot_work_is_refused_without_echoing_it(url):
+    problems = validate_fleet([node("rx", ["receiver"], beam_receiver_database_url=url)])[1]
+    assert len(problems) == 1
+    assert problems[0].startswith("rx: beam_receiver_database_url: must be postgresql://USER@HOST")
+    assert "hunter2" not in problems[0]
+
+
+def test_the_database_role_needs_receivers_and_is_one_per_fleet():
+    problems = validate_fleet([node("db", ["database"]), node("db2", ["database"])])[1]
+    assert "db: beam_roles: the database role serves the receivers, but the inventory has no host with the receiver role" in problems
+    assert any(p.startswith("db2: beam_roles: more than one host has the database role (db, db2)") for p in problems)
+    problems = validate_fleet([node("pi", ["agent"], beam_receiver_database_url="postgresql://u@h/d")])[1]
+    assert "pi: beam_receiver_database_url: is set but the node has no receiver role" in problems

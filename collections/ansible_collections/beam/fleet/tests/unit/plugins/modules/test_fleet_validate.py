@@ -56,7 +56,7 @@ def test_nodes_given_as_data_are_refused_with_every_problem(tmp_path):
     assert result["failed"]
     assert "(2 problems)" in result["msg"]
     assert result["problems"][0].startswith("a: beam_receiver: agent points at no receiver")
-    assert result["problems"][1] == "b: beam_roles: unknown role 'agnet' (known: agent, receiver)"
+    assert result["problems"][1] == "b: beam_roles: unknown role 'agnet' (known: agent, receiver, database)"
 
 
 def test_a_node_without_host_is_refused(tmp_path):
