@@ -367,3 +367,15 @@ def test_a_database_that_is_gone_is_503_without_internals(
         body = assert_error(response, 503, "unavailable")
         assert int(response.headers["Retry-After"]) > 0
         assert "does not exist" not in json.dumps(body)
+
+
+def test_a_silent_database_peer_is_noticed_in_seconds_unless_the_url_says_otherwise() -> None:
+    """A network cut must fail a pooled connection in seconds (503, agents retry), not hang."""
+    from beam_receiver.storage.postgres import DEAD_PEER_SETTINGS, PostgresStorage
+
+    storage = PostgresStorage("postgresql://beam@db.example:5432/beam")
+    assert {key: storage._connect_kwargs[key] for key in DEAD_PEER_SETTINGS} == DEAD_PEER_SETTINGS
+    assert DEAD_PEER_SETTINGS["tcp_user_timeout"] <= 30000
+    tuned = PostgresStorage("postgresql://beam@db.example:5432/beam?keepalives_idle=60")
+    assert "keepalives_idle" not in tuned._connect_kwargs  # the URL's own value is kept
+    assert tuned._connect_kwargs["tcp_user_timeout"] == DEAD_PEER_SETTINGS["tcp_user_timeout"]

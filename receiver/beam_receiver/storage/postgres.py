@@ -30,6 +30,7 @@ from typing import Any, Optional, Union
 
 import psycopg
 import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from beam_receiver.storage.base import Params, Session, Storage, WriteLock
@@ -154,6 +155,16 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Held for the whole migration transaction: receivers that start together migrate in turn.
 MIGRATION_LOCK = 0x6265_616D_0000
+# libpq settings that notice a silent peer: TCP keepalives after 10 s idle, 3 probes 5 s
+# apart, and unacknowledged data given up after 20 s; connecting gives up after 5 s.
+DEAD_PEER_SETTINGS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20000,
+}
 
 # All rows of a batch in one statement, in batch order: the first copy of a (device_id,
 # seq) wins, later ones count as duplicates, and ids follow the batch.
@@ -264,6 +275,13 @@ class PostgresStorage(Storage):
             "application_name": "beam-receiver",
             "options": f"-c lock_timeout={lock_timeout_ms}",
         }
+        # A connection whose server went silent (a network cut, a host gone) must fail in
+        # seconds, not after the kernel's 15 minutes of retransmissions: it is dropped from
+        # the pool and the request answers 503, which agents retry. The URL may say otherwise.
+        given = conninfo_to_dict(url)
+        for key, value in DEAD_PEER_SETTINGS.items():
+            if key not in given:
+                self._connect_kwargs[key] = value
         if password is not None:
             self._connect_kwargs["password"] = password
         self._pool: Optional[ConnectionPool[Any]] = None
@@ -293,9 +311,7 @@ class PostgresStorage(Storage):
 
     def connect(self) -> psycopg.Connection[Any]:
         """One connection outside the pool (migrations, the copy command's checks)."""
-        return psycopg.connect(
-            self.url, connect_timeout=max(2, self.busy_timeout_ms // 1000), **self._connect_kwargs
-        )
+        return psycopg.connect(self.url, **self._connect_kwargs)
 
     def close(self) -> None:
         with self._pool_lock:

@@ -412,18 +412,25 @@ def _assign_databases(records, by_host, receivers, problems):
             records[host]["database_url"] = str(explicit)
             records[host]["database_host"] = None
         elif databases:
-            address = _address(by_host[databases[0]])
+            # the receiver on the database host itself goes through loopback: it keeps its
+            # database when the host's network is cut
+            local = host == databases[0]
+            address = "localhost" if local else _address(by_host[databases[0]])
             records[host]["database_url"] = "postgresql://%s@%s:%d/%s" % (
                 DATABASE_USER, address, DATABASE_PORT, DATABASE_NAME)
             records[host]["database_host"] = databases[0]
-            records[databases[0]]["database_clients"].append(_address(by_host[host]))
+            records[databases[0]]["database_clients"].append("localhost" if local else _address(by_host[host]))
         else:
             records[host]["database_url"] = None
             records[host]["database_host"] = None
+    def database_of(host):
+        """What a receiver's pool is keyed by: the database host, else the external URL."""
+        return records[host]["database_host"] or records[host]["database_url"]
+
     for host in receivers:
-        url = records[host]["database_url"]
+        database = database_of(host)
         records[host]["receiver_pool"] = (
-            [other for other in receivers if records[other]["database_url"] == url] if url else [host]
+            [other for other in receivers if database_of(other) == database] if database else [host]
         )
         records[host]["receiver_pool_addresses"] = [_address(by_host[other]) for other in records[host]["receiver_pool"]]
     if databases and not receivers:

@@ -189,12 +189,14 @@ def test_receivers_sharing_the_database_host_form_one_pool_behind_the_first_addr
         node("pi2", ["agent"], beam_receiver="rx2"),
     ])
     assert problems == []
+    # the receiver on the database host reaches it over loopback, the other over the network
+    assert records["rx1"]["database_url"] == "postgresql://beam_receiver@localhost:5432/beam"
+    assert records["rx2"]["database_url"] == "postgresql://beam_receiver@10.0.0.5:5432/beam"
     for rx in ("rx1", "rx2"):
-        assert records[rx]["database_url"] == "postgresql://beam_receiver@10.0.0.5:5432/beam"
         assert records[rx]["database_host"] == "rx1"
         assert records[rx]["receiver_pool"] == ["rx1", "rx2"]
         assert records[rx]["receiver_pool_addresses"] == ["10.0.0.5", "10.0.0.6"]
-    assert records["rx1"]["database_clients"] == ["10.0.0.5", "10.0.0.6"]
+    assert records["rx1"]["database_clients"] == ["localhost", "10.0.0.6"]
     # one pool: an agent without beam_receiver takes the pool's first address
     assert (records["pi1"]["receiver_host"], records["pi1"]["api_url"]) == ("rx1", "https://10.0.0.5")
     assert records["pi2"]["receiver_host"] == "rx2"
