@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: help collection collection-docs venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
+.PHONY: postgres help collection collection-docs venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
 
 help:
 	@echo "make lab [AGENTS=n] [ARCH=arm]  the lab fleet: a receiver and n agents (default 3) in systemd containers; ARCH=arm makes two of them Raspberry Pis (aarch64, armv7l) by emulation"
@@ -54,7 +54,14 @@ faketime:
 	    apt-get update -qq && apt-get install -y -qq faketime >/dev/null; \
 	  else echo "install libfaketime (Debian: apt-get install faketime) for the clock-step fault test" >&2; exit 1; fi; }
 
-unit: $(STAMP) browser faketime
+# The receiver's tests run on a real PostgreSQL 15 too, started from Debian's binaries.
+postgres:
+	@test -x /usr/lib/postgresql/15/bin/initdb || [ -n "$$BEAM_PG_BIN" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null; \
+	  else echo "install PostgreSQL 15 (Debian: apt-get install postgresql-15) or set BEAM_PG_BIN for the receiver's tests" >&2; exit 1; fi; }
+
+unit: $(STAMP) browser faketime postgres
 	$(BIN)/pytest -q
 
 # The agent must run on Raspberry Pi OS bullseye's Python 3.9: run its tests there too.
