@@ -389,6 +389,11 @@ def _address(node):
     return node.get("ansible_host") or node["host"]
 
 
+def _database_of(record):
+    """What a receiver's pool is keyed by: the database host, else the external URL."""
+    return record["database_host"] or record["database_url"]
+
+
 def _assign_databases(records, by_host, receivers, problems):
     """Give each receiver its storage and its pool, and each database host its clients.
 
@@ -423,14 +428,10 @@ def _assign_databases(records, by_host, receivers, problems):
         else:
             records[host]["database_url"] = None
             records[host]["database_host"] = None
-    def database_of(host):
-        """What a receiver's pool is keyed by: the database host, else the external URL."""
-        return records[host]["database_host"] or records[host]["database_url"]
-
     for host in receivers:
-        database = database_of(host)
+        database = _database_of(records[host])
         records[host]["receiver_pool"] = (
-            [other for other in receivers if database_of(other) == database] if database else [host]
+            [other for other in receivers if _database_of(records[other]) == database] if database else [host]
         )
         records[host]["receiver_pool_addresses"] = [_address(by_host[other]) for other in records[host]["receiver_pool"]]
     if databases and not receivers:
