@@ -63,6 +63,8 @@ def summarize_node(
         # Readings the node's full queue deleted before delivery (its `dropped` counter):
         # they will never arrive, so the operator must see how many.
         "dropped": reported_count(metrics, "dropped"),
+        # Readings the receiver refused for good, parked on the node (its dead-letter count).
+        "dead_letters": reported_count(metrics, "dead_letters"),
         "hostname": reported.get("hostname"),
         "ip_address": reported.get("ip_address"),
         "tags": tags,

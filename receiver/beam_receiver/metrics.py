@@ -35,7 +35,7 @@ class NodeCollector(Collector):
     def __init__(self, nodes: Callable[[], list[dict[str, Any]]]) -> None:
         self._nodes = nodes
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
         return (
             GaugeMetricFamily(
                 "beam_receiver_node_last_seen_age_seconds",
@@ -48,13 +48,29 @@ class NodeCollector(Collector):
                 labels=["node_id", "status"],
             ),
             GaugeMetricFamily("beam_receiver_nodes", "Nodes by status.", labels=["status"]),
+            GaugeMetricFamily(
+                "beam_receiver_node_queue_depth",
+                "Readings waiting in the node's queue, as its last heartbeat said.",
+                labels=["node_id"],
+            ),
+            GaugeMetricFamily(
+                "beam_receiver_node_dropped_readings",
+                "Readings the node's full queue deleted before delivery, since its queue was"
+                " made (its last heartbeat's count; alert on increase()).",
+                labels=["node_id"],
+            ),
+            GaugeMetricFamily(
+                "beam_receiver_node_dead_letters",
+                "Readings parked on the node as dead letters (its last heartbeat's count).",
+                labels=["node_id"],
+            ),
         )
 
     def describe(self) -> Iterable[Metric]:
         return self._families()
 
     def collect(self) -> Iterable[Metric]:
-        age, status, totals = self._families()
+        age, status, totals, depth, dropped, dead = self._families()
         counts = dict.fromkeys(STATUSES, 0)
         for node in self._nodes():
             node_id = str(node["node_id"])
@@ -62,9 +78,15 @@ class NodeCollector(Collector):
                 age.add_metric([node_id], float(node["last_seen_age_s"]))
             status.add_metric([node_id, str(node["status"])], 1.0)
             counts[str(node["status"])] = counts.get(str(node["status"]), 0) + 1
+            if node.get("queue_depth") is not None:
+                depth.add_metric([node_id], float(node["queue_depth"]))
+            if node.get("dropped") is not None:
+                dropped.add_metric([node_id], float(node["dropped"]))
+            if node.get("dead_letters") is not None:
+                dead.add_metric([node_id], float(node["dead_letters"]))
         for name, count in counts.items():
             totals.add_metric([name], float(count))
-        return [age, status, totals]
+        return [age, status, totals, depth, dropped, dead]
 
 
 class ReceiverMetrics:

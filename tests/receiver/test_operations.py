@@ -80,6 +80,23 @@ def test_metrics_count_requests_and_readings(
     assert "beam_receiver_http_request_duration_seconds_bucket" in text
 
 
+def test_metrics_carry_each_nodes_queue_depth_and_dropped_count(receiver: Receiver) -> None:
+    """What the shipped alerting rules read (BeamQueueGrowing, BeamReadingsDropped)."""
+    heartbeat = {
+        "node_id": DEVICE,
+        "timestamp": "2026-02-15T19:06:00Z",
+        "metrics": {"queue_depth": 1234, "dropped": 7, "dead_letters": 3},
+    }
+    response = receiver.client.post("/api/telemetry", json=heartbeat, headers=receiver.headers())
+    assert response.status_code in (200, 202), response.get_data(as_text=True)
+    text = receiver.client.get("/metrics", headers=receiver.operator()).get_data(as_text=True)
+    assert sample(text, "beam_receiver_node_queue_depth", node_id=DEVICE) == 1234
+    assert sample(text, "beam_receiver_node_dropped_readings", node_id=DEVICE) == 7
+    assert sample(text, "beam_receiver_node_dead_letters", node_id=DEVICE) == 3
+    # a node that never sent a heartbeat has no such series (absent, not 0)
+    assert 'beam_receiver_node_queue_depth{node_id="beamrider-0003"}' not in text
+
+
 def test_each_app_has_its_own_registry(
     make_receiver: Callable[..., Receiver], make_reading: Callable[..., dict[str, Any]]
 ) -> None:
