@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: postgres help collection collection-docs venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
+.PHONY: postgres promtool help collection collection-docs venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
 
 help:
 	@echo "make lab [AGENTS=n] [ARCH=arm]  the lab fleet: a receiver and n agents (default 3) in systemd containers; ARCH=arm makes two of them Raspberry Pis (aarch64, armv7l) by emulation"
@@ -61,7 +61,14 @@ postgres:
 	    apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null; \
 	  else echo "install PostgreSQL 15 (Debian: apt-get install postgresql-15) or set BEAM_PG_BIN for the receiver's tests" >&2; exit 1; fi; }
 
-unit: $(STAMP) browser faketime postgres
+# The shipped alerting rules are checked and unit-tested with Prometheus's promtool.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "install promtool (Debian: apt-get install prometheus) for the alerting rules' tests" >&2; exit 1; fi; }
+
+unit: $(STAMP) browser faketime postgres promtool
 	$(BIN)/pytest -q
 
 # The agent must run on Raspberry Pi OS bullseye's Python 3.9: run its tests there too.

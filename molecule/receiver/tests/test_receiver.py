@@ -203,3 +203,18 @@ def test_through_nginx_login_attempts_are_throttled_with_retry_after(host):
     assert 429 in statuses, statuses
     throttled = next(answer for answer in answers if answer["status"] == 429)
     assert int(throttled["headers"]["Retry-After"]) > 0
+
+
+def test_alerting_rules_were_installed_for_prometheus_and_pass_promtool():
+    """beam_receiver_prometheus_rules_dir: the shipped rules, byte for byte, checked there."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[3] / (
+        "collections/ansible_collections/beam/fleet/roles/receiver/files/prometheus/beam-fleet-rules.yml"
+    )
+    installed = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "prometheus-rules/beam-fleet-rules.yml"
+    assert installed.read_bytes() == shipped.read_bytes()
+    checked = subprocess.run(["promtool", "check", "rules", str(installed)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
