@@ -380,3 +380,33 @@ def test_a_body_that_is_not_json_is_unsupported(receiver: Receiver) -> None:
         headers=receiver.headers(**{"Content-Type": "text/plain"}),
     )
     assert_error(response, 415, "unsupported_media_type")
+
+
+def test_latest_holds_every_value_list_of_a_plugin_instance(receiver: Receiver) -> None:
+    """cpu-0's value lists share sensor and time: latest answers all of them, not one."""
+    assert post(receiver, value_lists(RAW_2)).status_code == 200
+    answer = receiver.get("/api/readings/latest", device_id=DEVICE).get_json()
+    rows = answer["readings"] if isinstance(answer, dict) else answer
+    cpu0 = [key for row in rows if row["sensor"] == "cpu-0" for key in row["payload"]]
+    states = ("user", "system", "wait", "nice", "interrupt", "softirq", "steal", "idle")
+    assert sorted(cpu0) == sorted(f"percent-{state}" for state in states)
+
+
+def test_a_node_that_sends_only_collectd_is_seen_in_the_fleet(receiver: Receiver) -> None:
+    before = receiver.get(f"/api/nodes/{DEVICE}").get_json()
+    assert before["last_seen"] is None and before["status"] == "offline"
+    assert post(receiver, value_lists(RAW_1)).status_code == 200
+    after = receiver.get(f"/api/nodes/{DEVICE}").get_json()
+    assert after["status"] == "online", after
+    assert after["last_seen"] is not None
+
+
+def test_collectd_does_not_speak_for_a_node_that_sends_heartbeats(receiver: Receiver) -> None:
+    """An agent's silence must show even while collectd on the same node still sends."""
+    heartbeat = {"node_id": DEVICE, "timestamp": "2026-02-15T19:06:00Z"}
+    assert receiver.client.post(
+        "/api/telemetry", json=heartbeat, headers=receiver.headers()
+    ).status_code in (200, 202)
+    seen = receiver.get(f"/api/nodes/{DEVICE}").get_json()["last_seen"]
+    receiver.state.database.touch_node_from_collectd(DEVICE, received_at_ms=4_000_000_000_000)
+    assert receiver.get(f"/api/nodes/{DEVICE}").get_json()["last_seen"] == seen

@@ -12,6 +12,7 @@ from flask import Blueprint, g
 from beam_receiver.api.ingest import WireFormat, ingest
 from beam_receiver.auth import require_device
 from beam_receiver.collectd import foreign_hosts, parse_value_lists, value_list_items
+from beam_receiver.state import get_state
 
 bp = Blueprint("collectd", __name__)
 
@@ -22,5 +23,8 @@ COLLECTD = WireFormat(items=value_list_items, foreign=foreign_hosts, parse=parse
 @bp.post("/api/collectd")
 @require_device
 def post_collectd() -> dict[str, int]:
-    """Store every value list of the body, all or nothing; one reading per value list."""
-    return ingest(COLLECTD, g.caller.name)
+    """Store every value list of the body, all or nothing; one reading per value list. The
+    node is then seen (in the fleet, with role collectd) even if it sends no heartbeat."""
+    answer = ingest(COLLECTD, g.caller.name)
+    get_state().database.touch_node_from_collectd(g.caller.name)
+    return answer

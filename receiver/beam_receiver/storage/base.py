@@ -66,15 +66,22 @@ READING_FILTERS = {
     "end_ms": "ts_ms < ?",
     "after_id": "id > ?",
 }
+# Every reading of a sensor's newest timestamp: one for an agent's sensor, and each value
+# list of a collectd plugin instance (cpu-0's cpu-user, cpu-system, ... share sensor and time).
 LATEST_READINGS = f"""
     SELECT {", ".join("r." + c.strip() for c in READING_COLUMNS.split(","))}
     FROM sensors AS s
-    JOIN readings AS r ON r.id = (
-        SELECT id FROM readings
+    JOIN readings AS r ON r.device_id = s.device_id AND r.sensor = s.sensor AND r.ts_ms = (
+        SELECT max(ts_ms) FROM readings
         WHERE device_id = s.device_id AND sensor = s.sensor
-        ORDER BY ts_ms DESC, id DESC
-        LIMIT 1
     )
+"""
+# A node that sends only collectd is seen through it: its last value lists say it is alive.
+# A node with heartbeats keeps their word (collectd must not hide a dead agent).
+TOUCH_NODE_FROM_COLLECTD = """
+    INSERT INTO nodes (node_id, role, last_seen_ms) VALUES (?, 'collectd', ?)
+    ON CONFLICT (node_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms
+    WHERE nodes.last_heartbeat_timestamp IS NULL
 """
 INSERT_TELEMETRY = """
     INSERT INTO telemetry_events (node_id, received_at_ms, timestamp, role, uptime_seconds,
@@ -408,11 +415,12 @@ class Storage(ABC):
         return [reading_dict(row) for row in rows[:limit]], next_cursor
 
     def latest_readings(self, device_id: Optional[str] = None) -> list[dict[str, Any]]:
-        """The newest reading (by timestamp) of every sensor, or of one device's sensors."""
+        """The readings of every sensor's newest timestamp (of one device's sensors): one per
+        agent sensor, one per value list of a collectd plugin instance."""
         params: tuple[str, ...] = ()
-        sql = LATEST_READINGS + " ORDER BY s.device_id, s.sensor"
+        sql = LATEST_READINGS + " ORDER BY s.device_id, s.sensor, r.id"
         if device_id is not None:
-            sql = LATEST_READINGS + " WHERE s.device_id = ? ORDER BY s.sensor"
+            sql = LATEST_READINGS + " WHERE s.device_id = ? ORDER BY s.sensor, r.id"
             params = (device_id,)
         return [reading_dict(row) for row in self.read(sql, params)]
 
@@ -526,6 +534,12 @@ class Storage(ABC):
                     "DELETE FROM telemetry_events WHERE node_id = ? AND received_at_ms < ?",
                     (heartbeat.node_id, received - keep_events_ms),
                 )
+
+    def touch_node_from_collectd(self, node_id: str, received_at_ms: Optional[int] = None) -> None:
+        """Mark a collectd-only node as seen now (a no-op for a node that sends heartbeats)."""
+        received = now_ms() if received_at_ms is None else received_at_ms
+        with self.write() as session:
+            session.execute(TOUCH_NODE_FROM_COLLECTD, (node_id, received))
 
     def register_node(
         self, registration: Registration, received_at_ms: Optional[int] = None
