@@ -379,3 +379,33 @@ def test_a_silent_database_peer_is_noticed_in_seconds_unless_the_url_says_otherw
     tuned = PostgresStorage("postgresql://beam@db.example:5432/beam?keepalives_idle=60")
     assert "keepalives_idle" not in tuned._connect_kwargs  # the URL's own value is kept
     assert tuned._connect_kwargs["tcp_user_timeout"] == DEAD_PEER_SETTINGS["tcp_user_timeout"]
+
+
+def test_pooled_connections_the_server_closed_are_replaced_not_answered_503(
+    postgres_server: Any,
+) -> None:
+    """After a server restart or a network cut, the pool's idle connections are dead: the
+    first requests must get fresh ones, not errors (the fleet scenario's partition found it)."""
+    import time
+
+    from beam_receiver.storage.postgres import IDLE_CHECK_S, PostgresStorage
+
+    name = postgres_server.create_database()
+    storage = PostgresStorage(postgres_server.url(name), PASSWORD, max_connections=3)
+    try:
+        storage.migrate()
+        assert storage.count_readings() == 0  # the pool holds a connection now
+        with postgres_server.connect() as admin:
+            admin.autocommit = True
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND application_name = 'beam-receiver'",
+                (name,),
+            ).fetchone()
+        assert ended is not None and ended[0] >= 1
+        time.sleep(IDLE_CHECK_S + 0.5)
+        for _ in range(3):
+            assert storage.count_readings() == 0
+    finally:
+        storage.close()
+        postgres_server.drop_database(name)

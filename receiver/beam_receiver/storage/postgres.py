@@ -23,6 +23,8 @@ import functools
 import os
 import re
 import threading
+import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -155,6 +157,10 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Held for the whole migration transaction: receivers that start together migrate in turn.
 MIGRATION_LOCK = 0x6265_616D_0000
+# A pooled connection idle longer than this is asked (an empty query) before a request gets
+# it: the server may have closed it meanwhile (a restart, a network cut). One that is in
+# steady use is not asked, so a busy receiver pays nothing for it.
+IDLE_CHECK_S = 2.0
 # libpq settings that notice a silent peer: TCP keepalives after 10 s idle, 3 probes 5 s
 # apart, and unacknowledged data given up after 20 s; connecting gives up after 5 s.
 DEAD_PEER_SETTINGS = {
@@ -286,6 +292,9 @@ class PostgresStorage(Storage):
             self._connect_kwargs["password"] = password
         self._pool: Optional[ConnectionPool[Any]] = None
         self._pool_lock = threading.Lock()
+        self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def describe(self) -> str:
         return self.url
@@ -305,9 +314,20 @@ class PostgresStorage(Storage):
                     max_size=self.max_connections,
                     timeout=max(0.001, self.busy_timeout_ms / 1000),
                     name="beam-receiver",
+                    check=self._check_if_idle,
+                    reset=self._note_return,
                     open=True,
                 )
             return self._pool
+
+    def _check_if_idle(self, connection: psycopg.Connection[Any]) -> None:
+        """Raises (the pool then drops it and gives another) when an idle connection is dead."""
+        returned = self._returned_at.get(connection)
+        if returned is None or time.monotonic() - returned > IDLE_CHECK_S:
+            ConnectionPool.check_connection(connection)
+
+    def _note_return(self, connection: psycopg.Connection[Any]) -> None:
+        self._returned_at[connection] = time.monotonic()
 
     def connect(self) -> psycopg.Connection[Any]:
         """One connection outside the pool (migrations, the copy command's checks)."""
