@@ -131,6 +131,13 @@ class ReceiverMetrics:
             ["node_id"],
             registry=self.registry,
         )
+        self.deprecated_protocol = Counter(
+            "beam_receiver_deprecated_protocol",
+            "Accepted bodies that declared a deprecated protocol_version, by major version and"
+            " endpoint (the senders need an upgrade before the version is refused).",
+            ["version", "endpoint"],
+            registry=self.registry,
+        )
         self.node_collector = NodeCollector(nodes)
         self.registry.register(self.node_collector)
 

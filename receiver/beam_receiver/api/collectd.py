@@ -23,4 +23,4 @@ COLLECTD = WireFormat(items=value_list_items, foreign=foreign_hosts, parse=parse
 @require_device
 def post_collectd() -> dict[str, int]:
     """Store every value list of the body, all or nothing; one reading per value list."""
-    return ingest(COLLECTD, g.caller.name)
+    return ingest(COLLECTD, g.caller.name, "collectd")
