@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import signal
 import sys
 import threading
@@ -95,11 +96,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     configure_logging(args.log_level)
+    for warning in config.warnings:  # taken, but not as written: say what to write
+        logging.getLogger("beam_agent.config").warning("%s", warning.line(config.path))
     return run_agent(config, stop_event)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config, check_files=True)
+    for warning in config.warnings:
+        print(warning.line(config.path), file=sys.stderr)
     verified = f"; receiver verified against {config.ca_file}" if config.ca_file else ""
     print(
         f"{config.path}: ok ({len(config.sensors)} sensors: "
@@ -164,8 +169,15 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
         f"dropped:           {counters.get('dropped', 0)}",
         f"duplicates acked:  {counters.get('duplicates_acknowledged', 0)}",
         f"dead-lettered:     {counters.get('dead_lettered', 0)}",
+        f"dead letters:      {status.get('dead_letters', 0)} parked now"
+        + (" (beam-agent dead-letters lists them)" if status.get("dead_letters") else ""),
         f"last push:         {last_push.get('detail', 'never')} at {last_push.get('at', '-')}",
         *([f"push failing:      {last_push['failure']}"] if last_push.get("failure") else []),
+        *(
+            [f"config error:      {problem['message']} (at {problem['at']})"]
+            if (problem := status.get("config_error"))
+            else []
+        ),
         "sensors:",
     ]
     for name, stats in sorted((status.get("sensors") or {}).items()):

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,6 +27,17 @@ SENSOR_KEYS = ("name", "type", "driver", "interval_ms", "timeout_ms", "max_rate_
 class Problem:
     key: str
     message: str
+
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """A key that was taken, but not as written: check-config prints it, run logs it."""
+
+    key: str
+    message: str
+
+    def line(self, path: Path) -> str:
+        return f"{path}: {self.key}: warning: {self.message}"
 
 
 class ConfigError(Exception):
@@ -87,6 +99,7 @@ class AgentConfig:
     push: PushConfig = field(default_factory=PushConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     sensors: tuple[SensorConfig, ...] = ()
+    warnings: tuple[ConfigWarning, ...] = ()
 
     def read_token(self) -> str:
         """The device token, re-read from its file on every call so a rotated token is used.
@@ -198,6 +211,52 @@ def ca_file_problem(path: Path) -> Optional[str]:
     return None
 
 
+# The receiver's endpoints; the agent appends them to api_url (push.py, runner.py).
+RECEIVER_PATHS = "/api/readings, /api/telemetry, /api/nodes/register"
+
+
+def receiver_base(api_url: str) -> str:
+    """api_url without a path that reaches into the receiver's endpoints: a path from an
+    `api` segment on (https://host/api/readings -> https://host) is the agent's to add. A
+    path before it (a receiver served under /beam behind a proxy) is kept."""
+    parts = urlsplit(api_url)
+    segments = parts.path.split("/")
+    if "api" in segments:
+        segments = segments[: segments.index("api")]
+    path = "/".join(segments).rstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def _check_api_url(api_url: str, check: _Checker, warnings: list[ConfigWarning]) -> str:
+    """The base URL the agent will use. Refused: no http(s) URL, a query or fragment (an
+    endpoint's path cannot follow them). A path into /api/... is cut off with a warning,
+    not refused: the seed configs write the readings endpoint, and a node whose agent was
+    upgraded under such a config must keep reading and delivering, not stop."""
+    if not re.match(r"^https?://[^/\s]+", api_url):
+        check.fail("api_url", f"must be an http:// or https:// URL, got {api_url!r}")
+        return api_url
+    parts = urlsplit(api_url)
+    if parts.query or parts.fragment or api_url.endswith(("?", "#")):
+        check.fail(
+            "api_url",
+            f"{api_url!r} has a query or fragment; api_url is the receiver's base URL "
+            f"(scheme, host, port and an optional path prefix), e.g. "
+            f"{urlunsplit((parts.scheme, parts.netloc, '', '', ''))!r}",
+        )
+        return api_url
+    base = receiver_base(api_url).rstrip("/")
+    if base != api_url.rstrip("/"):
+        warnings.append(
+            ConfigWarning(
+                "api_url",
+                f"{api_url!r} reaches into the receiver's endpoints ({RECEIVER_PATHS}), which "
+                f"the agent appends itself: api_url is the receiver's base URL. Using "
+                f"{base!r}; write api_url = {base!r}",
+            )
+        )
+    return base
+
+
 def _section(
     check: _Checker, data: Mapping[str, Any], name: str, options: tuple[Option, ...]
 ) -> dict[str, Any]:
@@ -217,9 +276,16 @@ def parse_config(data: Mapping[str, Any], path: Path, check_files: bool = False)
             "device_id",
             "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
-    if top["api_url"] and not re.match(r"^https?://[^/\s]+", top["api_url"]):
-        check.fail("api_url", f"must be an http:// or https:// URL, got {top['api_url']!r}")
-    elif top["api_url"] and top["ca_file"] is not None and not top["api_url"].startswith("https"):
+    warnings: list[ConfigWarning] = []
+    if top["api_url"]:
+        top["api_url"] = _check_api_url(top["api_url"], check, warnings)
+    url_refused = any(problem.key == "api_url" for problem in check.problems)
+    if (
+        top["api_url"]
+        and not url_refused
+        and top["ca_file"] is not None
+        and not top["api_url"].startswith("https")
+    ):
         check.fail(
             "ca_file",
             f"verifies an https:// receiver, but api_url is {top['api_url']!r}: "
@@ -248,7 +314,7 @@ def parse_config(data: Mapping[str, Any], path: Path, check_files: bool = False)
     return AgentConfig(
         path=path,
         device_id=top["device_id"],
-        api_url=top["api_url"].rstrip("/"),
+        api_url=top["api_url"],
         device_token=top["device_token"],
         device_token_file=token_path,
         ca_file=ca_path,
@@ -259,6 +325,7 @@ def parse_config(data: Mapping[str, Any], path: Path, check_files: bool = False)
         push=push,
         telemetry=telemetry,
         sensors=tuple(sensors),
+        warnings=tuple(warnings),
     )
 
 

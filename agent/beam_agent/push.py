@@ -50,6 +50,12 @@ class OutcomeKind(enum.Enum):
     AUTH = "auth"
     REJECTED = "rejected"
     TLS = "tls"
+    CONFIG = "config"
+
+
+# Answers that say the agent is knocking at the wrong door, not that the readings are bad:
+# no such endpoint there (404), not this method (405), go elsewhere (3xx).
+CONFIG_STATUSES = frozenset((404, 405))
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,10 @@ class PushOutcome:
     408 (request timeout) is retried too: it says nothing about the readings themselves.
     `tls` (no answer: the receiver's certificate was not trusted, or the handshake failed) is
     retried like a network error; its message says what to fix on which side.
+    `config` (3xx, 404, 405: api_url does not lead to the receiver's endpoints) is retried
+    too and NOT dead-lettered, like `auth`: the readings are fine, the address is wrong, and
+    once it is fixed they must flow without anyone resending them. `status` and the
+    heartbeat show it as a configuration error.
     """
 
     kind: OutcomeKind
@@ -77,7 +87,12 @@ class PushOutcome:
 
     @property
     def retryable(self) -> bool:
-        return self.kind in (OutcomeKind.RETRY, OutcomeKind.AUTH, OutcomeKind.TLS)
+        return self.kind in (
+            OutcomeKind.RETRY,
+            OutcomeKind.AUTH,
+            OutcomeKind.TLS,
+            OutcomeKind.CONFIG,
+        )
 
 
 def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
@@ -123,8 +138,9 @@ def count_field(body: Any, key: str) -> Optional[int]:
     return None
 
 
-def classify(status: int, headers: Any, content: bytes) -> PushOutcome:
-    """The contract's status codes mapped to what the agent does next."""
+def classify(status: int, headers: Any, content: bytes, url: str = "") -> PushOutcome:
+    """The contract's status codes mapped to what the agent does next; `url` (what was
+    posted to) goes into a configuration error's message."""
     if 200 <= status < 300:
         try:
             body = json.loads(content)
@@ -139,12 +155,22 @@ def classify(status: int, headers: Any, content: bytes) -> PushOutcome:
         )
     retry_after = parse_retry_after(headers.get("Retry-After"))
     message = error_message(status, content)
+    where = f" for {url}" if url else ""
     if 300 <= status < 400:
         location = headers.get("Location", "?")
         return PushOutcome(
-            OutcomeKind.RETRY,
+            OutcomeKind.CONFIG,
             status,
-            f"HTTP {status}: redirected to {location}; api_url should be the receiver itself",
+            f"HTTP {status}{where}: redirected to {location}; "
+            "api_url should be the receiver itself",
+            retry_after=retry_after,
+        )
+    if status in CONFIG_STATUSES:
+        return PushOutcome(
+            OutcomeKind.CONFIG,
+            status,
+            f"{message}{where}: no receiver endpoint there; api_url must be the receiver's base "
+            "URL (https://HOST[:PORT], the agent appends /api/...): fix api_url",
             retry_after=retry_after,
         )
     if status in (401, 403):
@@ -334,7 +360,7 @@ class ReceiverClient:
             outcome = network_failure(exc, self.timeout_s, self.ca_file)
             log.debug("POST %s failed: %s", url, outcome.message)
             return outcome
-        outcome = classify(response.status_code, response.headers, content)
+        outcome = classify(response.status_code, response.headers, content, url)
         log.debug("POST %s (%d bytes) -> %s", url, len(data), outcome.message)
         return outcome
 
@@ -439,7 +465,7 @@ def drain(
     if result.requests:
         ok = result.failure is None and not result.dead_lettered
         failure = result.failure.kind.value if result.failure is not None else None
-        queue.record_push_result(ok, result.summary(), utc_now(), failure)
+        queue.record_push_result(ok, result.summary(), utc_now(), failure, result.last_status)
     return result
 
 

@@ -242,12 +242,25 @@ def read_status(conn: sqlite3.Connection, now: Optional[datetime] = None) -> dic
         "oldest_queued_age_s": oldest_age,
         "counters": counters,
         "last_push": last_push,
+        "config_error": config_error(last_push),
         "last_success_at": last_success,
         "dead_letters": dead_letters,
         "last_dead_letter": (
             dict(zip(("seq", "status", "reason", "at"), last_dead)) if last_dead else None
         ),
         "sensors": sensors,
+    }
+
+
+def config_error(last_push: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+    """The last push's configuration error (a 3xx, 404 or 405: api_url does not lead to the
+    receiver's endpoints), or None; `status` and the heartbeat show it."""
+    if not last_push or last_push.get("failure") != "config":
+        return None
+    return {
+        "status": last_push.get("status"),
+        "message": last_push.get("detail"),
+        "at": last_push.get("at"),
     }
 
 
@@ -617,13 +630,21 @@ class ReadingQueue:
     # -- bookkeeping --------------------------------------------------------------------
 
     def record_push_result(
-        self, ok: bool, detail: str, at: datetime, failure: Optional[str] = None
+        self,
+        ok: bool,
+        detail: str,
+        at: datetime,
+        failure: Optional[str] = None,
+        status: Optional[int] = None,
     ) -> None:
-        """The last push for `status`; `failure` is why it stopped (retry, auth, tls)."""
+        """The last push for `status`; `failure` is why it stopped (retry, auth, tls, config),
+        `status` the HTTP status of its last answer (None: no answer)."""
         stamp = format_timestamp(at)
         result: dict[str, Any] = {"ok": ok, "detail": detail, "at": stamp}
         if failure is not None:
             result["failure"] = failure
+        if status is not None:
+            result["status"] = status
         entry = json.dumps(result)
         with self.lock, self._transaction():
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_push', ?)", (entry,))

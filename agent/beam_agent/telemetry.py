@@ -68,6 +68,10 @@ def heartbeat(
         "dropped": counters.get("dropped"),
         "evicted": counters.get("evicted"),
         "dead_lettered": counters.get("dead_lettered"),
+        "dead_letters": queue_status.get("dead_letters"),
+        # In the free-form metrics, not a top-level field: a receiver from before it refuses
+        # unknown top-level fields, and must keep taking this agent's heartbeats.
+        "config_error": queue_status.get("config_error"),
         "duplicates_acknowledged": counters.get("duplicates_acknowledged"),
         "last_seq": counters.get("last_seq"),
         "handoff_refused": queue_status.get("handoff_refused", 0),

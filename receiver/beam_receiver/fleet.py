@@ -25,6 +25,21 @@ def reported_count(metrics: Mapping[str, Any], name: str) -> Optional[int]:
     return value
 
 
+def reported_config_error(metrics: Mapping[str, Any]) -> Optional[dict[str, Any]]:
+    """The node's configuration error from its heartbeat (`metrics.config_error`: its pushes
+    get 3xx, 404 or 405, so its api_url is wrong), or None; a malformed one is ignored."""
+    value = metrics.get("config_error")
+    if not isinstance(value, dict) or not isinstance(value.get("message"), str):
+        return None
+    status = value.get("status")
+    at = value.get("at")
+    return {
+        "status": status if isinstance(status, int) and not isinstance(status, bool) else None,
+        "message": value["message"][:1000],
+        "at": at if isinstance(at, str) else None,
+    }
+
+
 def summarize_node(
     node_id: str,
     row: Optional[Mapping[str, Any]],
@@ -65,6 +80,8 @@ def summarize_node(
         "dropped": reported_count(metrics, "dropped"),
         # Readings the receiver refused for good, parked on the node (its dead-letter count).
         "dead_letters": reported_count(metrics, "dead_letters"),
+        # Its pushes go nowhere because its api_url is wrong: readings pile up on the node.
+        "config_error": reported_config_error(metrics),
         "hostname": reported.get("hostname"),
         "ip_address": reported.get("ip_address"),
         "tags": tags,

@@ -64,13 +64,19 @@ class NodeCollector(Collector):
                 "Readings parked on the node as dead letters (its last heartbeat's count).",
                 labels=["node_id"],
             ),
+            GaugeMetricFamily(
+                "beam_receiver_node_config_error",
+                "1 while the node's last heartbeat reports a configuration error (its pushes"
+                " get 3xx, 404 or 405: api_url is wrong), else 0.",
+                labels=["node_id"],
+            ),
         )
 
     def describe(self) -> Iterable[Metric]:
         return self._families()
 
     def collect(self) -> Iterable[Metric]:
-        age, status, totals, depth, dropped, dead = self._families()
+        age, status, totals, depth, dropped, dead, config = self._families()
         counts = dict.fromkeys(STATUSES, 0)
         for node in self._nodes():
             node_id = str(node["node_id"])
@@ -84,9 +90,11 @@ class NodeCollector(Collector):
                 dropped.add_metric([node_id], float(node["dropped"]))
             if node.get("dead_letters") is not None:
                 dead.add_metric([node_id], float(node["dead_letters"]))
+            if node.get("last_seen") is not None:
+                config.add_metric([node_id], 1.0 if node.get("config_error") else 0.0)
         for name, count in counts.items():
             totals.add_metric([name], float(count))
-        return [age, status, totals, depth, dropped, dead]
+        return [age, status, totals, depth, dropped, dead, config]
 
 
 class ReceiverMetrics:
@@ -129,6 +137,13 @@ class ReceiverMetrics:
             "beam_receiver_heartbeats",
             "Heartbeats received, by node.",
             ["node_id"],
+            registry=self.registry,
+        )
+        self.deprecated_protocol = Counter(
+            "beam_receiver_deprecated_protocol",
+            "Accepted bodies that declared a deprecated protocol_version, by major version and"
+            " endpoint (the senders need an upgrade before the version is refused).",
+            ["version", "endpoint"],
             registry=self.registry,
         )
         self.node_collector = NodeCollector(nodes)

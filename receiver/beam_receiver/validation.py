@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from beam_receiver.protocol import FIELD as PROTOCOL_FIELD
+from beam_receiver.protocol import check_version
 from beam_receiver.storage import INT64_MAX, INT64_MIN, Heartbeat, NewReading, Registration
 from beam_receiver.timestamps import TimestampError, format_ms, parse_rfc3339
 
@@ -23,6 +25,10 @@ MAX_TEXT_LENGTH = 1024
 MAX_DEPTH = 32
 MAX_DETAILS = 50
 READING_FIELDS = ("device_id", "sensor", "sensor_type", "payload", "timestamp", "seq")
+# What a reading may carry besides READING_FIELDS (the seed systems' protocol_version).
+READING_OPTIONAL = (PROTOCOL_FIELD,)
+# protocol_version values the fast path takes as they are (type-checked: True == 1).
+PLAIN_VERSIONS = {int: (1,), str: ("1", "1.0")}
 TELEMETRY_FIELDS = (
     "node_id",
     "role",
@@ -34,7 +40,15 @@ TELEMETRY_FIELDS = (
     "tags",
     "protocol_version",
 )
-REGISTRATION_FIELDS = ("node_id", "role", "hostname", "ip_address", "software_version", "tags")
+REGISTRATION_FIELDS = (
+    "node_id",
+    "role",
+    "hostname",
+    "ip_address",
+    "software_version",
+    "tags",
+    PROTOCOL_FIELD,
+)
 UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # One encoder for every payload: json.dumps with options would build a new one each call.
 ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -205,7 +219,8 @@ def _check_reading(
         problems.add(None, f"a reading must be a JSON object, not {json_type(item)}", index)
         return None
     before = problems.count
-    _unknown_fields(item, READING_FIELDS, problems, index)
+    _unknown_fields(item, READING_FIELDS + READING_OPTIONAL, problems, index)
+    _protocol_version(item, problems, index)
     for name in READING_FIELDS:
         if name not in item:
             problems.add(name, "is required", index)
@@ -280,7 +295,11 @@ def _fast_reading(item: Any, latest_ms: int) -> Optional[NewReading]:
     Never accepts what _check_reading would refuse; it may give up on what it would accept.
     """
     if type(item) is not dict or len(item) != len(READING_FIELDS):
-        return None
+        if type(item) is not dict or len(item) != len(READING_FIELDS) + 1:
+            return None
+        version = item.get(PROTOCOL_FIELD)
+        if version not in PLAIN_VERSIONS.get(type(version), ()):
+            return None
     try:
         device_id = item["device_id"]
         sensor = item["sensor"]
@@ -311,10 +330,13 @@ def _fast_reading(item: Any, latest_ms: int) -> Optional[NewReading]:
 def reading_items(body: Any) -> list[Any]:
     """The readings of a body: one reading object, or {"readings": [...]}, never empty."""
     if isinstance(body, dict) and "readings" in body:
-        extra = sorted(name for name in body if name != "readings")
+        extra = sorted(name for name in body if name not in ("readings", PROTOCOL_FIELD))
         problems = Problems()
         for name in extra:
-            problems.add(name, 'unknown top-level field (a batch holds only "readings")')
+            problems.add(
+                name, f'unknown top-level field (a batch holds "readings" and "{PROTOCOL_FIELD}")'
+            )
+        _protocol_version(body, problems)
         items = body["readings"]
         if not isinstance(items, list):
             problems.add("readings", f"must be an array, not {json_type(items)}")
@@ -372,6 +394,31 @@ def parse_readings(items: list[Any], now_ms: int, max_future_ms: int) -> list[Ne
         else "The reading is invalid; nothing was stored."
     )
     return readings
+
+
+def _protocol_version(
+    data: Mapping[str, Any], problems: Problems, index: Optional[int] = None
+) -> Optional[int]:
+    """The body's protocol version as its major number (see protocol.py), None if absent;
+    a refusal names the field and the versions this receiver supports."""
+    major, problem = check_version(data.get(PROTOCOL_FIELD))
+    if problem is not None:
+        problems.add(PROTOCOL_FIELD, problem, index)
+    return major
+
+
+def declared_versions(body: Any) -> set[int]:
+    """The major protocol versions a valid body declares: at its top level (heartbeat,
+    registration, one reading, a batch) and in a batch's readings. For counting deprecated
+    versions after the body passed validation; a value it cannot read is skipped."""
+    found: list[Any] = []
+    if isinstance(body, dict):
+        found.append(body.get(PROTOCOL_FIELD))
+        readings = body.get("readings")
+        if isinstance(readings, list):
+            found += [r.get(PROTOCOL_FIELD) for r in readings if isinstance(r, dict)]
+    majors = {check_version(value)[0] for value in found if value is not None}
+    return {major for major in majors if major is not None}
 
 
 def _optional_name(
@@ -464,12 +511,7 @@ def parse_heartbeat(body: Any, now_ms: int, max_future_ms: int) -> Heartbeat:
     ):
         problems.add("uptime_seconds", "must be a finite number of at least 0, or null")
         uptime = None
-    protocol = data.get("protocol_version")
-    if protocol is not None and (
-        not isinstance(protocol, int) or isinstance(protocol, bool) or not 0 <= protocol < 2**31
-    ):
-        problems.add("protocol_version", "must be a small non-negative integer, or null")
-        protocol = None
+    protocol = _protocol_version(data, problems)
     metrics_value = data.get("metrics", {})
     metrics = "{}"
     if metrics_value is not None:
@@ -505,5 +547,6 @@ def parse_registration(body: Any) -> Registration:
         software_version=_optional_name(data, "software_version", problems),
         tags=_tags(data, problems),
     )
+    _protocol_version(data, problems)
     problems.raise_if_any("The registration is invalid; nothing was stored.")
     return result

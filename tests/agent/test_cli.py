@@ -61,6 +61,16 @@ def test_check_config_exit_78_one_line_per_problem(tmp_path: Path, beam_agent: C
     assert "sensor[1] (x).type: unknown sensor type 'warp_drive'" in joined
 
 
+def test_check_config_takes_a_seed_api_url_and_says_what_to_write(
+    tmp_path: Path, beam_agent: Command
+) -> None:
+    config = write_agent_config(tmp_path, "https://receiver.example/api/readings", SENSORS)
+    result = beam_agent("check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"{config}: api_url: warning: ")
+    assert "write api_url = 'https://receiver.example'" in result.stderr
+
+
 def test_run_with_invalid_config_exits_78(tmp_path: Path, beam_agent: Command) -> None:
     config = tmp_path / "config.toml"
     config.write_text("device_id = 5\n")

@@ -190,3 +190,38 @@ def test_relative_paths_are_relative_to_the_config_file(
     config = load_config(write(tmp_path, VALID.replace('"/var/lib/beam-agent"', '"state"')))
     assert config.state_dir == tmp_path / "state"
     assert config.device_token_file == tmp_path / "agent.token"
+
+
+@pytest.mark.parametrize(
+    ("written", "used"),
+    [
+        ("https://host/api/readings", "https://host"),
+        ("https://host:8443/api/readings/", "https://host:8443"),
+        ("https://host/api", "https://host"),
+        ("https://host/beam/api/telemetry", "https://host/beam"),
+    ],
+)
+def test_an_api_url_into_the_endpoints_is_cut_to_its_base_with_a_warning(
+    tmp_path: Path, written: str, used: str
+) -> None:
+    config = load_config(write(tmp_path, VALID.replace("http://receiver.local:8000/", written)))
+    assert config.api_url == used
+    (warning,) = config.warnings
+    line = warning.line(config.path)
+    assert line.startswith(f"{config.path}: api_url: warning: ")
+    assert f"write api_url = {used!r}" in line and "/api/readings" in line
+
+
+@pytest.mark.parametrize("kept", ["https://host", "https://host/beam", "http://10.0.0.5:8000/"])
+def test_a_base_url_or_a_prefix_is_kept_without_warning(tmp_path: Path, kept: str) -> None:
+    config = load_config(write(tmp_path, VALID.replace("http://receiver.local:8000/", kept)))
+    assert config.api_url == kept.rstrip("/") and config.warnings == ()
+
+
+@pytest.mark.parametrize("url", ["https://host/?token=x", "https://host#readings"])
+def test_an_api_url_with_a_query_or_fragment_is_refused_naming_the_fix(
+    tmp_path: Path, url: str
+) -> None:
+    (line,) = problems(tmp_path, VALID.replace("http://receiver.local:8000/", url))
+    assert line.startswith(f"{tmp_path / 'config.toml'}: api_url: ")
+    assert "query or fragment" in line and "'https://host'" in line

@@ -244,6 +244,30 @@ def test_403_is_retried_not_dead_lettered(
     assert queue.depth() == 3 and queue.dead_letters() == []
 
 
+def test_404_is_a_configuration_error_kept_queued_and_shown_by_status(
+    receiver: ReceiverDouble, queue: ReadingQueue, make_client: MakeClient
+) -> None:
+    """A seed's api_url with the endpoint in it: every POST 404s. The readings are fine, the
+    address is wrong: they stay queued (no dead letter), and status names the problem."""
+    queue.enqueue(readings(7))
+    client = make_client(receiver.url + "/api/readings")  # the double: no such route, 404
+    result = drain(queue, client, batch_size=5)
+    assert result.failure is not None and result.failure.kind is OutcomeKind.CONFIG
+    assert result.failure.retryable and result.failure.status == 404
+    assert queue.depth() == 7 and queue.dead_letters() == []
+    assert f"for {receiver.url}/api/readings/api/readings" in result.failure.message
+    assert "fix api_url" in result.failure.message
+    status = queue.status()
+    assert status["last_push"]["failure"] == "config"
+    assert status["config_error"]["status"] == 404
+    assert status["config_error"]["message"] == result.failure.message
+
+    fixed = drain(queue, make_client(), batch_size=5)  # api_url fixed: everything flows
+    assert fixed.failure is None and fixed.sent == 7
+    assert receiver.stored_seqs(DEVICE) == set(range(1, 8))
+    assert queue.status()["config_error"] is None
+
+
 def test_dropped_connection_is_retried_and_each_seq_stored_once(
     receiver: ReceiverDouble, queue: ReadingQueue, make_client: MakeClient
 ) -> None:
@@ -457,11 +481,12 @@ def test_drain_holds_one_batch_at_a_time(
     [
         (200, {}, b'{"accepted": 3, "duplicates": 1}', OutcomeKind.OK),
         (204, {}, b"", OutcomeKind.OK),
-        (301, {"Location": "https://receiver/"}, b"", OutcomeKind.RETRY),
+        (301, {"Location": "https://receiver/"}, b"", OutcomeKind.CONFIG),
         (400, {}, b'{"error": "invalid_body"}', OutcomeKind.REJECTED),
         (401, {}, b"", OutcomeKind.AUTH),
         (403, {}, b"", OutcomeKind.AUTH),
-        (404, {}, b"<html>not found</html>", OutcomeKind.REJECTED),
+        (404, {}, b"<html>not found</html>", OutcomeKind.CONFIG),
+        (405, {}, b"", OutcomeKind.CONFIG),
         (408, {}, b"", OutcomeKind.RETRY),
         (413, {}, b"", OutcomeKind.TOO_LARGE),
         (415, {}, b"", OutcomeKind.REJECTED),

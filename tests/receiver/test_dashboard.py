@@ -24,6 +24,7 @@ from beam_receiver.config import load_config
 from tests.support.constants import PASSWORD, USER
 from tests.support.readings import rfc3339
 from tests.support.receiver import write_receiver_toml, write_tokens_file
+from tests.support.responses import sample
 
 DEVICE_TOKENS = {
     "beamrider-0001": "token-0001",
@@ -229,13 +230,15 @@ def test_fleet_table_lists_expected_and_unexpected_nodes(client: FlaskClient) ->
     first = rows["beamrider-0001"]["text"]
     assert first[:3] == ["beamrider-0001", "geiger", "Online"]
     assert re.fullmatch(r"\d+ s ago", first[3])
-    assert first[4:] == ["1.4.2", "17", "—"]  # no `dropped` in this heartbeat
+    assert first[4:] == ["1.4.2", "17", "—", "—", "ok"]  # no `dropped`, no dead letters
     assert rows["beamrider-0002"]["status"] == "offline"
     assert rows["beamrider-0002"]["text"] == [
         "beamrider-0002",
         "weather",
         "Offline",
         "never",
+        "—",
+        "—",
         "—",
         "—",
         "—",
@@ -264,6 +267,7 @@ def test_fleet_table_cells_follow_the_api(client: FlaskClient) -> None:
         assert text[4] == (node["software_version"] or "—")
         assert text[5] == ("—" if node["queue_depth"] is None else str(node["queue_depth"]))
         assert text[6] == ("—" if node["dropped"] is None else str(node["dropped"]))
+        assert text[7] == ("—" if node["dead_letters"] is None else str(node["dead_letters"]))
 
 
 def test_dropped_readings_show_in_the_api_the_table_and_the_node_page(
@@ -286,6 +290,37 @@ def test_dropped_readings_show_in_the_api_the_table_and_the_node_page(
     assert rows["beamrider-0002"]["text"][6] == "—"
     html = client.get("/nodes/beamrider-0001").get_data(as_text=True)
     assert re.search(r'<dd id="node-dropped">1234</dd>', html)
+
+
+def test_dead_letters_and_a_config_error_show_in_the_api_the_table_and_the_node_page(
+    client: FlaskClient,
+) -> None:
+    """What a node's heartbeat says about its push: readings parked, and an api_url that
+    leads nowhere (its pushes get 404), so an operator sees it in the fleet table."""
+    problem = {
+        "status": 404,
+        "message": "HTTP 404 for https://r/api/readings/api/readings: ...; fix api_url",
+        "at": "2026-02-15T19:00:00.000Z",
+    }
+    send_heartbeat(
+        client, "beamrider-0001", ago_s=0, metrics={"dead_letters": 37, "config_error": problem}
+    )
+    send_heartbeat(client, "beamrider-0002", ago_s=0, metrics={"config_error": {"oops": 1}})
+    log_in(client)
+    api = {node["node_id"]: node for node in client.get("/api/nodes").get_json()["nodes"]}
+    assert api["beamrider-0001"]["dead_letters"] == 37
+    assert api["beamrider-0001"]["config_error"] == problem
+    assert api["beamrider-0002"]["config_error"] is None  # malformed: not shown as one
+    rows = parse(client.get("/").get_data(as_text=True)).rows
+    assert rows["beamrider-0001"]["text"][7:] == ["37", "Error: HTTP 404"]
+    assert rows["beamrider-0002"]["text"][7:] == ["—", "ok"]
+    html = client.get("/nodes/beamrider-0001").get_data(as_text=True)
+    assert '<dd id="node-dead-letters">37</dd>' in html
+    assert "fix api_url (at 2026-02-15T19:00:00.000Z)" in html
+    text = client.get("/metrics").get_data(as_text=True)
+    assert sample(text, "beam_receiver_node_config_error", node_id="beamrider-0001") == 1
+    assert sample(text, "beam_receiver_node_config_error", node_id="beamrider-0002") == 0
+    assert 'beam_receiver_node_config_error{node_id="beamrider-0003"}' not in text  # silent
 
 
 def test_everything_a_node_sends_is_escaped(client: FlaskClient) -> None:

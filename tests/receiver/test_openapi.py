@@ -16,7 +16,12 @@ import schemathesis
 from schemathesis.core.result import Ok
 
 from beam_receiver import fleet
-from beam_receiver.validation import READING_FIELDS, REGISTRATION_FIELDS, TELEMETRY_FIELDS
+from beam_receiver.validation import (
+    READING_FIELDS,
+    READING_OPTIONAL,
+    REGISTRATION_FIELDS,
+    TELEMETRY_FIELDS,
+)
 
 from tests.support.app import Receiver
 from tests.support.constants import DEVICE
@@ -108,7 +113,8 @@ def test_description_loads_in_schemathesis_and_names_the_protocols_status_codes(
 
 def test_body_schemas_name_exactly_the_fields_validation_knows() -> None:
     schemas = shipped()["components"]["schemas"]
-    assert set(schemas["Reading"]["properties"]) == set(READING_FIELDS)
+    assert set(schemas["Reading"]["properties"]) == set(READING_FIELDS + READING_OPTIONAL)
+    assert set(schemas["ReadingBatch"]["properties"]) == {"readings", *READING_OPTIONAL}
     assert set(schemas["Reading"]["required"]) == set(READING_FIELDS)
     assert set(schemas["Heartbeat"]["properties"]) == set(TELEMETRY_FIELDS)
     assert set(schemas["Registration"]["properties"]) == set(REGISTRATION_FIELDS)

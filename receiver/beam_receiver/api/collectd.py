@@ -25,6 +25,6 @@ COLLECTD = WireFormat(items=value_list_items, foreign=foreign_hosts, parse=parse
 def post_collectd() -> dict[str, int]:
     """Store every value list of the body, all or nothing; one reading per value list. The
     node is then seen (in the fleet, with role collectd) even if it sends no heartbeat."""
-    answer = ingest(COLLECTD, g.caller.name)
+    answer = ingest(COLLECTD, g.caller.name, "collectd")
     get_state().database.touch_node_from_collectd(g.caller.name)
     return answer

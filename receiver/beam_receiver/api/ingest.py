@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beam_receiver.api.params import invalid
+from beam_receiver.api.versions import note_deprecated
 from beam_receiver.body import read_json_body
 from beam_receiver.errors import ApiError
 from beam_receiver.state import get_state
@@ -33,7 +34,7 @@ class WireFormat:
     parse: Callable[[list[Any], str, int, int], list[NewReading]]
 
 
-def ingest(wire: WireFormat, device_id: str) -> dict[str, int]:
+def ingest(wire: WireFormat, device_id: str, endpoint: str = "readings") -> dict[str, int]:
     """Store the request body's readings for the token's device, all or nothing.
 
     The answer's body is {"accepted": new readings, "duplicates": readings already stored}.
@@ -43,7 +44,8 @@ def ingest(wire: WireFormat, device_id: str) -> dict[str, int]:
     state = get_state()
     count = 1
     try:
-        items = wire.items(read_json_body(state.config.max_body_bytes))
+        body = read_json_body(state.config.max_body_bytes)
+        items = wire.items(body)
         count = len(items)
         foreign = wire.foreign(items, device_id)
         if foreign:
@@ -63,4 +65,5 @@ def ingest(wire: WireFormat, device_id: str) -> dict[str, int]:
     result = state.database.insert_readings(readings)
     state.metrics.readings_accepted.labels(device_id).inc(result.accepted)
     state.metrics.readings_duplicate.labels(device_id).inc(result.duplicates)
+    note_deprecated(body, endpoint)
     return {"accepted": result.accepted, "duplicates": result.duplicates}

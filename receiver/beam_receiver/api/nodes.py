@@ -9,6 +9,7 @@ from flask import Blueprint, g
 from beam_receiver import fleet
 from beam_receiver.api.params import invalid, query_args
 from beam_receiver.api.telemetry import check_own_node
+from beam_receiver.api.versions import note_deprecated
 from beam_receiver.auth import require_device, require_operator
 from beam_receiver.body import read_json_body
 from beam_receiver.errors import ApiError
@@ -30,6 +31,7 @@ def register() -> dict[str, Any]:
     except ValidationError as exc:
         raise invalid(exc, "invalid_body") from exc
     state.database.register_node(registration)
+    note_deprecated(body, "register")
     node = fleet.get_node(registration.node_id)
     return {"registered": True, "node": node}
 

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, g
 
 from beam_receiver.api.params import invalid
+from beam_receiver.api.versions import note_deprecated
 from beam_receiver.auth import require_device
 from beam_receiver.body import read_json_body
 from beam_receiver.errors import ApiError
@@ -47,5 +48,6 @@ def post_telemetry() -> dict[str, Any]:
         keep_events_ms=int(retention_days * 86_400_000) if retention_days > 0 else None,
     )
     state.metrics.heartbeats.labels(heartbeat.node_id).inc()
+    note_deprecated(body, "telemetry")
     # received_at is the receiver's clock: a node can compare it with its own.
     return {"node_id": heartbeat.node_id, "received_at": format_ms(received)}
