@@ -135,6 +135,7 @@ def test_drivers_lists_every_builtin_with_options(beam_agent: Command) -> None:
         "serial_lines",
         "tcp_json",
         "http_json",
+        "mqtt",
         "command",
         "virtual",
     ):
