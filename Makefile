@@ -8,7 +8,7 @@ PY39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
           $(shell command -v python3.9 >/dev/null 2>&1 && python3.9 -V >/dev/null 2>&1 && echo python3.9))
 VENV39 ?= .venv39
 
-.PHONY: postgres promtool help collection collection-docs venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
+.PHONY: postgres promtool mosquitto help collection collection-docs venv browser faketime lint typecheck unit test test-py39 ansible lab lab-down demo bench fleet-sim collectd-compare fuzz deploy-timing release clean
 
 help:
 	@echo "make lab [AGENTS=n] [ARCH=arm]  the lab fleet: a receiver and n agents (default 3) in systemd containers; ARCH=arm makes two of them Raspberry Pis (aarch64, armv7l) by emulation"
@@ -68,7 +68,14 @@ promtool:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else echo "install promtool (Debian: apt-get install prometheus) for the alerting rules' tests" >&2; exit 1; fi; }
 
-unit: $(STAMP) browser faketime postgres promtool
+# The agent's mqtt driver is tested against a real Mosquitto broker (tests/support/mqtt.py).
+mosquitto:
+	@test -x /usr/sbin/mosquitto || [ -n "$$BEAM_MOSQUITTO" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; \
+	  else echo "install Mosquitto (Debian: apt-get install mosquitto) or set BEAM_MOSQUITTO for the mqtt driver's tests" >&2; exit 1; fi; }
+
+unit: $(STAMP) browser faketime postgres promtool mosquitto
 	$(BIN)/pytest -q
 
 # The agent must run on Raspberry Pi OS bullseye's Python 3.9: run its tests there too.
@@ -83,7 +90,7 @@ test-py39:
 	@if [ -n "$$CI" ]; then echo "CI needs Python 3.9 for the agent tests: none found" >&2; exit 1; fi
 	@echo "WARNING: no Python 3.9 found; the agent's Python 3.9 tests did not run" >&2
 else
-test-py39: $(VENV39)/.installed
+test-py39: $(VENV39)/.installed mosquitto
 	$(VENV39)/bin/pytest -q -p no:cacheprovider tests/agent
 endif
 

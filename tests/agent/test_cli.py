@@ -105,11 +105,33 @@ def test_read_once_reports_a_failing_sensor(tmp_path: Path, beam_agent: Command)
         name = "battery"
         type = "power_supply"
         root = "/nonexistent/power_supply"
+        supplies = ["BAT0"]
         """,
     )
     result = beam_agent("read-once", "--config", str(config))
     assert result.returncode == 1
     assert "sensor 'battery' (power_supply)" in result.stderr
+
+
+def test_read_once_on_a_node_without_a_battery_succeeds_with_a_note(
+    tmp_path: Path, beam_agent: Command
+) -> None:
+    (tmp_path / "power_supply").mkdir()  # the class exists, no supply in it: a Raspberry Pi
+    config = write_agent_config(
+        tmp_path,
+        "http://127.0.0.1:9",
+        f"""
+        [[sensor]]
+        name = "battery"
+        type = "power_supply"
+        root = "{tmp_path / "power_supply"}"
+        """,
+    )
+    result = beam_agent("read-once", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    [reading] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert reading["payload"]["capacity"] is None
+    assert reading["payload"]["note"].startswith("no power supply: ")
 
 
 def test_drivers_lists_every_builtin_with_options(beam_agent: Command) -> None:
@@ -123,6 +145,7 @@ def test_drivers_lists_every_builtin_with_options(beam_agent: Command) -> None:
         "serial_lines",
         "tcp_json",
         "http_json",
+        "mqtt",
         "command",
         "virtual",
     ):

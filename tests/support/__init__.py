@@ -17,6 +17,7 @@
 - responses: the receiver's error objects and Prometheus metrics text
 - receiver_double: a fault-injecting stand-in for the receiver, in this process
 - devices: a fake serial device (a pty) and a thread running a streaming driver
+- mqtt: a real Mosquitto broker on a free loopback port (password file, TLS), publish
 - faults: the fault tests' accounting and result lines
 - fuzz_campaign: the schemathesis campaign against a real receiver
 

@@ -31,6 +31,7 @@ BUILTIN_DRIVERS: dict[str, str] = {
     "serial_lines": "beam_agent.drivers.serial_lines:SerialLinesDriver",
     "tcp_json": "beam_agent.drivers.tcp_json:TcpJsonDriver",
     "http_json": "beam_agent.drivers.http_json:HttpJsonDriver",
+    "mqtt": "beam_agent.drivers.mqtt:MqttDriver",
     "command": "beam_agent.drivers.command:CommandDriver",
     "virtual": "beam_agent.drivers.virtual:VirtualDriver",
 }

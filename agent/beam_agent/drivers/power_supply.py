@@ -6,6 +6,10 @@ micro-units (µV, µA, µW, µWh, µAh); the payload carries SI units. Which fil
 depends on the kernel driver, and some reads fail while a device sleeps (ENODATA), so
 every field is read on its own: a missing, unreadable or garbled file becomes None and
 the rest of the supply is still reported.
+
+A node without any supply (a Raspberry Pi, a VM: the directory is empty or absent) is not
+a failing sensor: reading all supplies then gives one sample whose fields are all None and
+whose `note` says why, so a fleet-wide sensor does not fail such a node's deploy gate.
 """
 
 from __future__ import annotations
@@ -86,6 +90,25 @@ def read_supply(directory: Path) -> dict[str, Any]:
     return payload
 
 
+SUPPLY_FIELDS = (
+    "supply",
+    "type",
+    "status",
+    "online",
+    "capacity",
+    "voltage_v",
+    "current_a",
+    "power_w",
+)
+
+
+def no_supply(root: Path, why: str) -> dict[str, Any]:
+    """The sample of a node without power supplies: every usual field null, and a note."""
+    payload: dict[str, Any] = dict.fromkeys(SUPPLY_FIELDS)
+    payload["note"] = f"no power supply: {str(root)!r} {why}"
+    return payload
+
+
 def has_values(payload: Mapping[str, Any]) -> bool:
     return any(value is not None for key, value in payload.items() if key != "supply")
 
@@ -109,7 +132,8 @@ class PowerSupplyDriver(Driver):
             [],
             help='names of the supplies to report, e.g. ["BAT0", "AC"]; empty for all. '
             "A named supply must exist and be readable; with all, unreadable "
-            "ones are skipped",
+            "ones are skipped, and a node without any gives one reading of nulls "
+            "with a note",
         ),
     )
 
@@ -132,7 +156,9 @@ class PowerSupplyDriver(Driver):
 
     def read(self) -> list[Sample]:
         if not self.root.is_dir():
-            raise DriverError(f"power supply directory {str(self.root)!r} does not exist")
+            if self.supplies:
+                raise DriverError(f"power supply directory {str(self.root)!r} does not exist")
+            return [self.sample(no_supply(self.root, "does not exist"))]
         try:
             present = sorted(entry.name for entry in self.root.iterdir() if entry.is_dir())
         except OSError as exc:
@@ -140,7 +166,7 @@ class PowerSupplyDriver(Driver):
         if self.supplies:
             return [self._read_named(name, present) for name in self.supplies]
         if not present:
-            raise DriverError(f"no power supplies under {str(self.root)!r}")
+            return [self.sample(no_supply(self.root, "is empty"))]
         payloads = [read_supply(self.root / name) for name in present]
         readable = [payload for payload in payloads if has_values(payload)]
         if not readable:

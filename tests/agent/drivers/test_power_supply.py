@@ -147,20 +147,52 @@ def test_a_missing_named_supply_is_a_driver_error_listing_what_is_there(laptop: 
         driver.read()
 
 
-def test_a_missing_root_is_a_driver_error(tmp_path: Path) -> None:
+NO_SUPPLY_FIELDS = (
+    "supply", "type", "status", "online", "capacity", "voltage_v", "current_a", "power_w",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("exists, why", [(True, "is empty"), (False, "does not exist")])
+def test_a_node_without_a_supply_reads_nulls_with_a_note(
+    tmp_path: Path, exists: bool, why: str
+) -> None:
+    # A Raspberry Pi or a VM: no battery, no adapter. Not an error, so the sensor (and a
+    # deploy gate that counts sensor errors) stays healthy; the note says why it is empty.
+    root = tmp_path / "power_supply"
+    if exists:
+        root.mkdir()
+    [sample] = PowerSupplyDriver({"root": str(root)}).read()
+    assert_json_payload(sample.payload)
+    assert sample.sensor_type == "power_supply"
+    assert {key: sample.payload[key] for key in NO_SUPPLY_FIELDS} == dict.fromkeys(NO_SUPPLY_FIELDS)
+    assert sample.payload["note"] == f"no power supply: {str(root)!r} {why}"
+    assert set(sample.payload) == {*NO_SUPPLY_FIELDS, "note"}
+
+
+def test_a_directory_without_subdirectories_counts_as_empty(tmp_path: Path) -> None:
+    (tmp_path / "uevent").write_text("")  # a stray file is not a supply
+    [sample] = PowerSupplyDriver({"root": str(tmp_path)}).read()
+    assert sample.payload["note"].endswith("is empty")
+
+
+def test_a_named_supply_under_a_missing_root_is_still_a_driver_error(tmp_path: Path) -> None:
+    # The operator asked for BAT0 on this node: its absence is a fault, not a note.
     missing = tmp_path / "no-sysfs"
+    driver = PowerSupplyDriver({"root": str(missing), "supplies": ["BAT0"]})
     with pytest.raises(DriverError, match="does not exist") as caught:
-        PowerSupplyDriver({"root": str(missing)}).read()
+        driver.read()
     assert str(missing) in str(caught.value)
 
 
-def test_an_empty_root_is_a_driver_error(tmp_path: Path) -> None:
-    with pytest.raises(DriverError, match="no power supplies under"):
-        PowerSupplyDriver({"root": str(tmp_path)}).read()
+def test_a_named_supply_under_an_empty_root_is_still_a_driver_error(tmp_path: Path) -> None:
+    driver = PowerSupplyDriver({"root": str(tmp_path), "supplies": ["BAT0"]})
+    with pytest.raises(DriverError, match=r"'BAT0' not found .*\(present: none\)"):
+        driver.read()
 
 
 def test_the_real_sysfs_reads_or_fails_cleanly() -> None:
-    # Whatever this machine has (often nothing in a VM), the result is samples or DriverError.
+    # Whatever this machine has (often nothing in a VM, which reads as nulls with a note),
+    # the result is samples or DriverError.
     driver = PowerSupplyDriver({})
     try:
         samples = driver.read()
@@ -170,6 +202,8 @@ def test_the_real_sysfs_reads_or_fails_cleanly() -> None:
         assert samples
         for sample in samples:
             assert_json_payload(sample.payload)
+            if "note" in sample.payload:
+                assert "/sys/class/power_supply" in sample.payload["note"]
 
 
 def test_registered_under_its_type_name_with_documented_options() -> None:

@@ -201,6 +201,145 @@ SENSOR_TYPES = {
             }
         }
     },
+    "mqtt": {
+        "options": {
+            "ca_file": {
+                "choices": None,
+                "default": "",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "client_id": {
+                "choices": None,
+                "default": "",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "connect_timeout_s": {
+                "choices": None,
+                "default": 10.0,
+                "kind": "float",
+                "maximum": 600,
+                "minimum": 0.1,
+                "required": False
+            },
+            "host": {
+                "choices": None,
+                "default": None,
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": True
+            },
+            "keepalive_s": {
+                "choices": None,
+                "default": 60,
+                "kind": "int",
+                "maximum": 65535,
+                "minimum": 5,
+                "required": False
+            },
+            "max_payload_bytes": {
+                "choices": None,
+                "default": 65536,
+                "kind": "int",
+                "maximum": 268435455,
+                "minimum": 16,
+                "required": False
+            },
+            "password_file": {
+                "choices": None,
+                "default": "",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "payload_format": {
+                "choices": [
+                    "json",
+                    "plain"
+                ],
+                "default": "json",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "port": {
+                "choices": None,
+                "default": 1883,
+                "kind": "int",
+                "maximum": 65535,
+                "minimum": 1,
+                "required": False
+            },
+            "qos": {
+                "choices": [
+                    0,
+                    1,
+                    2
+                ],
+                "default": 1,
+                "kind": "int",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "retained": {
+                "choices": None,
+                "default": True,
+                "kind": "bool",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "timeout_s": {
+                "choices": None,
+                "default": 10.0,
+                "kind": "float",
+                "maximum": 3600,
+                "minimum": 0.01,
+                "required": False
+            },
+            "topic_field": {
+                "choices": None,
+                "default": "topic",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "topics": {
+                "choices": None,
+                "default": None,
+                "kind": "list",
+                "maximum": None,
+                "minimum": None,
+                "required": True
+            },
+            "username": {
+                "choices": None,
+                "default": "",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            },
+            "value_field": {
+                "choices": None,
+                "default": "value",
+                "kind": "str",
+                "maximum": None,
+                "minimum": None,
+                "required": False
+            }
+        }
+    },
     "power_supply": {
         "options": {
             "root": {

@@ -96,6 +96,11 @@ def test_node_with_both_roles_pushes_to_itself():
         ({"name": "v", "type": "virtual", "interval_ms": 0}, ("interval_ms", "must be a positive int")),
         ({"name": "v", "type": "virtual", "amplitude": True}, ("amplitude", "must be a number")),
         ({"type": "virtual"}, ("name", "is required")),
+        ({"name": "m", "type": "mqtt", "host": "broker"}, ("topics", "is required for sensor type 'mqtt'")),
+        ({"name": "m", "type": "mqtt", "host": "b", "topics": "a/#"}, ("topics", "must be a list")),
+        ({"name": "m", "type": "mqtt", "host": "b", "topics": ["a"], "qos": 3}, ("qos", "must be one of 0, 1, 2")),
+        ({"name": "m", "type": "mqtt", "host": "b", "topics": ["a"], "payload_format": "xml"}, ("payload_format", "must be one of 'json', 'plain'")),
+        ({"name": "m", "type": "mqtt", "host": "b", "topics": ["a"], "tls": True}, ("tls", "unknown option for sensor type 'mqtt'")),
         ({"name": "p", "type": "x", "driver": "not a reference"}, ("driver", "must be 'package.module:Class'")),
     ],
 )
@@ -108,6 +113,10 @@ def test_sensor_mistakes_are_named(sensor, expected):
 def test_valid_sensors_pass():
     assert check_sensor({"name": "t", "type": "bme280", "bus": 1, "address": 119, "interval_ms": 5000}) == []
     assert check_sensor({"name": "s", "type": "system", "top_processes": 0, "mounts": ["/"]}) == []
+    assert check_sensor({
+        "name": "plugs", "type": "mqtt", "host": "broker.lan", "port": 8883, "topics": ["tele/+/SENSOR"],
+        "username": "beam", "password_file": "/etc/beam/mqtt.password", "ca_file": "/etc/beam/mqtt-ca.crt",
+    }) == []
     assert check_sensor({"name": "p", "type": "mine", "driver": "my_pkg.sensors:Mine", "anything": 1}) == []
 
 
