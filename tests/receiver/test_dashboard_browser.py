@@ -17,6 +17,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import select
 import shutil
 import signal
@@ -41,6 +42,10 @@ READINGS_PER_SENSOR = 50  # one a minute over the last 50 minutes
 CLIMATE_SILENT_MINUTES = range(20, 28)  # the climate sensor misses 8 of them: a gap
 GEIGER_FIELDS = ["cpm", "cps", "usv_per_hr"]  # numeric; "mode" is text and gets no chart
 CLIMATE_FIELDS = ["humidity_pct", "temperature_c"]
+# The node's own gauges: memory in use moves (a chart in MiB), the total and the swap in use
+# hold one value (the facts panel, not a chart).
+SYSTEM_FIELDS = ["memory_used_bytes"]
+STEADY_FIELDS = {"system.memory_total_bytes": "8 GiB", "system.swap_used_bytes": "0 B"}
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -109,7 +114,21 @@ def report_fleet(receiver: ReceiverProcess) -> None:
                     "mode": "SLOW",
                 },
                 "timestamp": stamp,
-                "seq": 2 * minute + 1,
+                "seq": 3 * minute + 1,
+            }
+        )
+        readings.append(
+            {
+                "device_id": node,
+                "sensor": "system",
+                "sensor_type": "system",
+                "payload": {
+                    "memory_used_bytes": (300 + (minute * 7) % 90) * 2**20,
+                    "memory_total_bytes": 8 * 2**30,
+                    "swap_used_bytes": 0,
+                },
+                "timestamp": stamp,
+                "seq": 3 * minute + 3,
             }
         )
         if minute in CLIMATE_SILENT_MINUTES:
@@ -121,7 +140,7 @@ def report_fleet(receiver: ReceiverProcess) -> None:
                 "sensor_type": "bme280",
                 "payload": {"temperature_c": 18 + minute / 10, "humidity_pct": 60 - minute / 5},
                 "timestamp": stamp,
-                "seq": 2 * minute + 2,
+                "seq": 3 * minute + 2,
             }
         )
     answer = post(receiver, "/api/readings", {"readings": readings}, token)
@@ -401,8 +420,19 @@ DRAWN_CHARTS = """Array.from(document.querySelectorAll('#chart-grid .chart')).ma
   const rect = canvas ? canvas.getBoundingClientRect() : {width: 0, height: 0};
   return {name: box.dataset.sensor + '.' + box.dataset.field, state: box.dataset.state,
           points: Number(box.dataset.points), width: rect.width, height: rect.height,
-          linePixels: linePixels};
+          linePixels: linePixels, unit: box.dataset.unit, yTicks: box.dataset.yTicks,
+          xTicks: box.dataset.xTicks, yLabelWidth: Number(box.dataset.yLabelWidth),
+          yAxisSize: Number(box.dataset.yAxisSize)};
 })"""
+
+FACTS = """Object.fromEntries(Array.from(document.querySelectorAll('#facts-list .fact')).map(
+  fact => [fact.dataset.sensor + '.' + fact.dataset.field,
+           fact.querySelector('dd').firstChild.textContent.trim()]))"""
+
+HISTORY_READY = """(() => { const h = document.getElementById('history');
+  return h && h.dataset.state === 'ready'; })()"""
+
+ISO_LOCAL = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d$"
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -427,18 +457,54 @@ def test_login_fleet_table_and_drawn_charts(
     tab.evaluate("document.querySelector('a[href=\"/nodes/beamrider-0001\"]').click()")
     tab.wait_for(CHARTS_READY % "24h")
     assert tab.evaluate("document.querySelector('h1').textContent").startswith("beamrider-0001")
-    assert tab.evaluate("document.getElementById('charts').dataset.charts") == "5"
+    assert tab.evaluate("document.getElementById('charts').dataset.charts") == "6"
+    assert tab.evaluate("document.getElementById('charts').dataset.facts") == "2"
 
     # Switch to the last hour: one-minute buckets, so each chart has one point per reading.
     tab.evaluate("document.querySelector('.ranges a[data-range=\"1h\"]').click()")
     tab.wait_for(CHARTS_READY % "1h")
     assert tab.evaluate("location.search") == "?range=1h"
     charts = tab.evaluate(DRAWN_CHARTS)
-    expected_names = [f"climate.{f}" for f in CLIMATE_FIELDS] + [
-        f"geiger.{f}" for f in GEIGER_FIELDS
-    ]
+    expected_names = (
+        [f"climate.{f}" for f in CLIMATE_FIELDS]
+        + [f"geiger.{f}" for f in GEIGER_FIELDS]
+        + [f"system.{f}" for f in SYSTEM_FIELDS]
+    )
     assert [chart["name"] for chart in charts] == expected_names
     climate_points = READINGS_PER_SENSOR - len(CLIMATE_SILENT_MINUTES)
+    by_name = {chart["name"]: chart for chart in charts}
+    # Axis labels carry the field's unit, bytes scaled to one binary unit for the axis,
+    # and each label fits the room its axis was given (a fixed 60 px cut "000,000").
+    units = {
+        "system.memory_used_bytes": "MiB",
+        "climate.temperature_c": "°C",
+        "climate.humidity_pct": "%",
+        "geiger.usv_per_hr": "µSv/h",
+    }
+    for name, unit in units.items():
+        ticks = by_name[name]["yTicks"].split(" | ")
+        assert len(ticks) >= 2 and all(tick.endswith(unit) for tick in ticks), (name, ticks)
+    assert "," not in by_name["system.memory_used_bytes"]["yTicks"]
+    for chart in charts:
+        assert 0 < chart["yLabelWidth"] < chart["yAxisSize"] - 10, chart
+        # The time axis reads HH:MM in the viewer's zone, with an ISO date where it changes.
+        assert re.search(r"\d{4}-\d\d-\d\d", chart["xTicks"]), chart
+        assert all(re.match(r"\d\d:\d\d", tick) for tick in chart["xTicks"].split(" | "))
+    # Fields that held one value over the range are facts, not charts.
+    assert tab.evaluate(FACTS) == STEADY_FIELDS
+    assert not tab.evaluate("document.getElementById('facts').hidden")
+    # The legend, under the pointer, shows values with units and dates as ISO 8601.
+    assert tab.evaluate("beamFormat.valueText('bytes', 1536)") == "1.50 KiB"
+    assert re.match(ISO_LOCAL, tab.evaluate("beamFormat.isoLocal(1764000000)"))
+    # The heartbeat history: the one heartbeat sent, drawn as a strip over the range.
+    tab.wait_for(HISTORY_READY)
+    history = tab.evaluate("Object.assign({}, document.getElementById('history').dataset)")
+    assert history["heartbeats"] == "1" and int(history["segments"]) >= 1, history
+    statuses = tab.evaluate(
+        "Array.from(document.querySelectorAll('#history-strip .history-part'))"
+        ".map(part => part.dataset.status)"
+    )
+    assert statuses[-1] == "online", statuses
     for chart in charts:
         assert chart["state"] == "drawn", chart
         expected_points = (
@@ -447,7 +513,9 @@ def test_login_fleet_table_and_drawn_charts(
         assert chart["points"] == expected_points, chart
         assert chart["width"] > 100 and chart["height"] > 100, chart
         assert chart["linePixels"] > 50, chart
-    total = climate_points * len(CLIMATE_FIELDS) + READINGS_PER_SENSOR * len(GEIGER_FIELDS)
+    total = climate_points * len(CLIMATE_FIELDS) + READINGS_PER_SENSOR * (
+        len(GEIGER_FIELDS) + len(SYSTEM_FIELDS) + len(STEADY_FIELDS)
+    )
     assert tab.evaluate("document.getElementById('charts').dataset.points") == str(total)
     assert tab.problems() == []
 
@@ -477,7 +545,7 @@ def test_pages_fit_a_phone_screen(browser: Chromium, receiver_url: str) -> None:
         "Array.from(document.querySelectorAll('#chart-grid canvas'))"
         ".map(c => c.getBoundingClientRect().right)"
     )
-    assert len(widths) == len(GEIGER_FIELDS) + len(CLIMATE_FIELDS)
+    assert len(widths) == len(GEIGER_FIELDS) + len(CLIMATE_FIELDS) + len(SYSTEM_FIELDS)
     assert all(0 < right <= 390 for right in widths), widths
     # A node that never sent a reading says so instead of drawing empty charts.
     tab.go(receiver_url + "/nodes/beamrider-0002")

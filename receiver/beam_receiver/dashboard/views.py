@@ -173,5 +173,6 @@ def node_page(node_id: str) -> ResponseReturnValue:
         node=node,
         ranges=CHART_RANGES,
         chosen_range=chosen,
+        telemetry_interval_s=fleet.telemetry_interval_s(),
         logout_form=LogoutForm(),
     )
