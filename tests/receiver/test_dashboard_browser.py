@@ -6,7 +6,8 @@ through the form, finds the fleet table, and waits for uPlot to draw the node's 
 Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe: the
 browser reads commands on fd 3 and writes answers on fd 4, each a JSON text ended by a NUL
 byte), so there is no debugging port to race for and no client package to install.
-Set BEAM_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the README's screenshot.
+Set BEAM_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the README's screenshot of a
+node's page, and BEAM_DASHBOARD_FLEET_SCREENSHOT=docs/dashboard-fleet.png for the fleet page.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.slow
 
-DEVICE_TOKENS = {"beamrider-0001": "token-0001", "stray-0009": "token-0009"}
+DEVICE_TOKENS = {
+    "beamrider-0001": "token-0001",
+    "beamrider-0002": "token-0002",
+    "stray-0009": "token-0009",
+}
 READINGS_PER_SENSOR = 50  # one a minute over the last 50 minutes
 CLIMATE_SILENT_MINUTES = range(20, 28)  # the climate sensor misses 8 of them: a gap
 GEIGER_FIELDS = ["cpm", "cps", "usv_per_hr"]  # numeric; "mode" is text and gets no chart
@@ -150,7 +155,7 @@ def report_fleet(receiver: ReceiverProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def receiver_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReceiverProcess]:
     """A real `beam-receiver serve` (gunicorn, two workers) on a free loopback port."""
     receiver = configure_receiver(
         tmp_path_factory.mktemp("receiver"),
@@ -164,9 +169,14 @@ def receiver_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         receiver.start(STARTUP_TIMEOUT_S)
         report_fleet(receiver)
-        yield receiver.url
+        yield receiver
     finally:
         receiver.stop(60)
+
+
+@pytest.fixture(scope="module")
+def receiver_url(receiver: ReceiverProcess) -> str:
+    return receiver.url
 
 
 # -- Chromium over the DevTools protocol --------------------------------------------------
@@ -553,3 +563,71 @@ def test_pages_fit_a_phone_screen(browser: Chromium, receiver_url: str) -> None:
     assert tab.evaluate("document.getElementById('charts').dataset.charts") == "0"
     assert "no readings" in tab.evaluate("document.getElementById('charts-message').textContent")
     assert tab.problems() == []
+
+
+VISIBLE_ROWS = """Array.from(document.querySelectorAll('#fleet-table tbody tr'))
+  .filter(row => !row.hidden && row.offsetParent !== null).map(row => row.dataset.nodeId)"""
+
+CHOOSE = """(() => { const select = document.getElementById('filter-%s');
+  select.value = '%s'; select.dispatchEvent(new Event('change')); return true; })()"""
+
+
+def test_fleet_filters_and_live_refresh(
+    browser: Chromium, receiver: ReceiverProcess, tmp_path: Path
+) -> None:
+    tab = Tab(browser, 1100, 700)
+    log_in(tab, receiver.url)
+    tab.go(receiver.url + "/?refresh=2")
+    tab.wait_for("document.getElementById('fleet-filters').classList.contains('filters-live')")
+    all_nodes = ["beamrider-0001", "beamrider-0002", "stray-0009"]
+    assert tab.evaluate(VISIBLE_ROWS) == all_nodes
+    # Tags show in the node's cell; each status is offered with its count.
+    assert tab.evaluate(
+        "Array.from(document.querySelectorAll('tr[data-node-id=\"beamrider-0001\"] .tag'))"
+        ".map(tag => tag.textContent)"
+    ) == ["rack=A", "site=roof"]
+    statuses = tab.evaluate(
+        "Array.from(document.getElementById('filter-status').options).map(o => o.textContent)"
+    )
+    assert statuses == ["All", "Online (1)", "Degraded (0)", "Offline (1)", "Unexpected (1)"]
+
+    # A site filter: one row left, the count says so, the URL keeps the choice.
+    tab.evaluate(CHOOSE % ("site", "roof"))
+    assert tab.evaluate(VISIBLE_ROWS) == ["beamrider-0001"]
+    assert tab.evaluate("document.getElementById('fleet-shown').textContent") == "1 of 3 shown"
+    assert "site=roof" in tab.evaluate("location.search")
+    statuses = tab.evaluate(
+        "Array.from(document.getElementById('filter-status').options).map(o => o.dataset.count)"
+    )
+    assert statuses == [None, "1", "0", "0", "0"]  # counts within the chosen site
+    tab.evaluate(CHOOSE % ("role", "weather"))
+    assert tab.evaluate(VISIBLE_ROWS) == []
+    tab.evaluate(CHOOSE % ("site", ""))
+    tab.evaluate(CHOOSE % ("role", ""))
+    tab.evaluate(CHOOSE % ("status", "offline"))
+    assert tab.evaluate(VISIBLE_ROWS) == ["beamrider-0002"]
+    tab.evaluate(CHOOSE % ("status", ""))
+    assert tab.evaluate(VISIBLE_ROWS) == all_nodes
+
+    # Live: "… s ago" counts on each second, and a node coming online shows without a reload.
+    last_seen = "document.querySelector('tr[data-node-id=\"beamrider-0001\"] time').textContent"
+    first = tab.evaluate(last_seen)
+    tab.wait_for(f"{last_seen} !== {json.dumps(first)}", timeout=10)
+    assert re.fullmatch(r"\d+ (s|min) ago", tab.evaluate(last_seen))
+    tab.evaluate("window.sameDocument = true")
+    heartbeat = {"node_id": "beamrider-0002", "timestamp": rfc3339(datetime.now(timezone.utc))}
+    post(receiver, "/api/telemetry", heartbeat, DEVICE_TOKENS["beamrider-0002"])
+    tab.wait_for(
+        "document.querySelector('tr[data-node-id=\"beamrider-0002\"]').dataset.status === 'online'",
+        timeout=20,
+    )
+    assert tab.evaluate("window.sameDocument") is True
+    assert int(tab.evaluate("document.getElementById('fleet-filters').dataset.refreshed")) >= 1
+    assert "2 online" in tab.evaluate("document.getElementById('fleet-summary').textContent")
+    assert tab.problems() == []
+
+    screenshot = tab.screenshot()
+    (tmp_path / "dashboard-fleet.png").write_bytes(screenshot)
+    destination = os.environ.get("BEAM_DASHBOARD_FLEET_SCREENSHOT")
+    if destination:
+        Path(destination).write_bytes(screenshot)
