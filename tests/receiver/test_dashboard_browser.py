@@ -505,11 +505,18 @@ def test_login_fleet_table_and_drawn_charts(
     assert not tab.evaluate("document.getElementById('facts').hidden")
     # The legend, under the pointer, shows values with units and dates as ISO 8601.
     assert tab.evaluate("beamFormat.valueText('bytes', 1536)") == "1.50 KiB"
+    assert tab.evaluate("beamFormat.valueText(beamFormat.unitOf('cpu_freq_mhz'), 1500)") == (
+        "1.50 GHz"
+    )
     assert re.match(ISO_LOCAL, tab.evaluate("beamFormat.isoLocal(1764000000)"))
     # The heartbeat history: the one heartbeat sent, drawn as a strip over the range.
     tab.wait_for(HISTORY_READY)
     history = tab.evaluate("Object.assign({}, document.getElementById('history').dataset)")
     assert history["heartbeats"] == "1" and int(history["segments"]) >= 1, history
+    # "Last seen" counts on by itself.
+    last_seen = "document.querySelector('#node-details time').textContent"
+    first = tab.evaluate(last_seen)
+    tab.wait_for(f"{last_seen} !== {json.dumps(first)}", timeout=10)
     statuses = tab.evaluate(
         "Array.from(document.querySelectorAll('#history-strip .history-part'))"
         ".map(part => part.dataset.status)"

@@ -215,6 +215,7 @@ def fleet_page() -> ResponseReturnValue:
         choices=choices,
         choice_counts=choice_counts,
         shown=shown,
+        statuses=list(formatting.STATUS_LABELS),
         refresh_s=refresh_period_s(),
         server_now=time.time(),
         logout_form=LogoutForm(),
@@ -237,5 +238,6 @@ def node_page(node_id: str) -> ResponseReturnValue:
         ranges=CHART_RANGES,
         chosen_range=chosen,
         telemetry_interval_s=fleet.telemetry_interval_s(),
+        server_now=time.time(),
         logout_form=LogoutForm(),
     )

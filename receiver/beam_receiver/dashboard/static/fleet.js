@@ -95,13 +95,7 @@
   }
 
   function tickAges() {
-    var now = Date.now() / 1000 + skewS;
-    Array.prototype.forEach.call(table.querySelectorAll("time[datetime]"), function (node) {
-      var seen = Date.parse(node.getAttribute("datetime")) / 1000;
-      if (isFinite(seen)) {
-        node.textContent = beamFormat.ageText(Math.floor(now - seen));
-      }
-    });
+    beamFormat.tickAges(table, skewS);
     var age = Math.max(0, Math.round(Date.now() / 1000 - lastRefresh));
     refreshText.textContent = "updated " + beamFormat.ageText(age);
   }

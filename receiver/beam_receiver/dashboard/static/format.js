@@ -132,7 +132,7 @@
     var shown = value / scale.divisor;
     var decimals = 0;
     if (shown !== 0 && Math.abs(shown) < 100 && shown !== Math.round(shown)) {
-      decimals = Math.max(0, Math.min(4, 2 - Math.floor(Math.log10(Math.abs(shown)))));
+      decimals = Math.max(0, Math.min(6, 2 - Math.floor(Math.log10(Math.abs(shown)))));
     }
     return withSuffix(grouped(shown, decimals), scale.suffix);
   }
@@ -212,6 +212,18 @@
       });
   }
 
+  /* Count every "… ago" in root on: each <time datetime> gets its age on the server's
+   * clock (skewS: server minus browser, seconds). */
+  function tickAges(root, skewS) {
+    var now = Date.now() / 1000 + (skewS || 0);
+    Array.prototype.forEach.call(root.querySelectorAll("time[datetime]"), function (node) {
+      var seen = Date.parse(node.getAttribute("datetime")) / 1000;
+      if (isNumber(seen)) {
+        node.textContent = ageText(Math.floor(now - seen));
+      }
+    });
+  }
+
   window.beamFormat = {
     unitOf: unitOf,
     axisFormatter: axisFormatter,
@@ -220,6 +232,7 @@
     isoLocal: isoLocal,
     timeTicks: timeTicks,
     ageText: ageText,
+    tickAges: tickAges,
     localiseTimes: localiseTimes
   };
   localiseTimes(document);

@@ -104,6 +104,8 @@
     }
     words += ". Online within 2 × " + intervalS + " s of a heartbeat, degraded within 5 ×.";
     note.textContent = words;
+    strip.setAttribute("aria-label", "Status over the last " + rangeSeconds() / 3600 + " h: " +
+      parts.map(function (part) { return LABELS[part.status]; }).join(", then "));
     var counts = {};
     parts.forEach(function (part) { counts[part.status] = (counts[part.status] || 0) + 1; });
     section.dataset.heartbeats = String(times.length);
@@ -136,4 +138,12 @@
       link.addEventListener("click", function () { setTimeout(draw, 0); });
     });
   load();
+
+  // The page's "Last seen" counts on too, on the server's clock.
+  var details = document.getElementById("node-details");
+  var serverNow = Number(section.dataset.serverNow);
+  var skewS = serverNow ? serverNow - Date.now() / 1000 : 0;
+  if (details) {
+    setInterval(function () { beamFormat.tickAges(details, skewS); }, 1000);
+  }
 })();
