@@ -74,29 +74,43 @@ def client(app: Flask) -> Iterator[FlaskClient]:
 
 
 class FormAndTableParser(HTMLParser):
-    """Collects hidden CSRF tokens, fleet rows (data-node-id, data-status) and their text."""
+    """Collects hidden CSRF tokens, fleet rows (data-node-id, data-status) and their text.
+
+    A row's tag chips (<span class="tags"> in the Node cell) are collected apart, in
+    "tags", so "text" stays one entry per cell."""
 
     def __init__(self) -> None:
         super().__init__()
         self.csrf_tokens: list[str] = []
         self.rows: dict[str, dict[str, Any]] = {}
         self._row: Optional[dict[str, Any]] = None
+        self._tag_depth = 0  # > 0 inside a row's <span class="tags">
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
         attributes = dict(attrs)
         if tag == "input" and attributes.get("name") == "csrf_token":
             self.csrf_tokens.append(attributes.get("value") or "")
         if tag == "tr" and attributes.get("data-node-id") is not None:
-            self._row = {"status": attributes.get("data-status"), "text": []}
+            self._row = {
+                "status": attributes.get("data-status"),
+                "site": attributes.get("data-site"),
+                "hidden": "hidden" in attributes,
+                "text": [],
+                "tags": [],
+            }
             self.rows[attributes["data-node-id"] or ""] = self._row
+        if tag == "span" and (self._tag_depth or attributes.get("class") == "tags"):
+            self._tag_depth += 1
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "tr":
             self._row = None
+        if tag == "span" and self._tag_depth:
+            self._tag_depth -= 1
 
     def handle_data(self, data: str) -> None:
         if self._row is not None and data.strip():
-            self._row["text"].append(data.strip())
+            self._row["tags" if self._tag_depth else "text"].append(data.strip())
 
 
 def parse(html: str) -> FormAndTableParser:
@@ -245,6 +259,54 @@ def test_fleet_table_lists_expected_and_unexpected_nodes(client: FlaskClient) ->
     ]
     assert rows["stray-0009"]["status"] == "unexpected"
     assert "Unexpected" in rows["stray-0009"]["text"]
+
+
+def test_fleet_rows_show_tags_and_carry_what_the_filters_compare(client: FlaskClient) -> None:
+    send_heartbeat(client, "beamrider-0001", ago_s=0, tags={"rack": "A"})
+    log_in(client)
+    html = client.get("/").get_data(as_text=True)
+    rows = parse(html).rows
+    assert rows["beamrider-0001"]["tags"] == ["rack=A", "site=roof"]  # reported + inventory
+    assert rows["beamrider-0001"]["site"] == "roof"
+    assert rows["beamrider-0002"]["tags"] == [] and rows["beamrider-0002"]["site"] == ""
+    assert not any(row["hidden"] for row in rows.values())
+    assert "3 of 3 shown" in html
+    # Each status is offered with its count; each site and role that occurs, with its own.
+    assert re.search(r'<option value="online" data-count="1"[^>]*>Online \(1\)</option>', html)
+    assert re.search(r'<option value="offline" data-count="2"[^>]*>Offline \(2\)</option>', html)
+    assert re.search(r'<option value="roof" data-count="1"[^>]*>roof \(1\)</option>', html)
+    assert re.search(r'<option value="geiger" data-count="2"[^>]*>geiger \(2\)</option>', html)
+    assert "/dashboard/static/fleet.js" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "shown"),
+    [
+        ("site=roof", ["beamrider-0001"]),
+        ("role=geiger", ["beamrider-0001", "beamrider-0003", "stray-0009"]),
+        ("status=offline", ["beamrider-0002", "beamrider-0003"]),
+        ("role=geiger&status=offline", ["beamrider-0003"]),
+        ("site=cellar", []),
+        ("colour=red", ["beamrider-0001", "beamrider-0002", "beamrider-0003", "stray-0009"]),
+    ],
+)
+def test_fleet_filters_work_without_javascript(
+    client: FlaskClient, query: str, shown: list[str]
+) -> None:
+    send_heartbeat(client, "beamrider-0001", ago_s=0)
+    send_heartbeat(client, "stray-0009", ago_s=0, role="geiger")
+    log_in(client)
+    html = client.get(f"/?{query}").get_data(as_text=True)
+    rows = parse(html).rows
+    assert len(rows) == 4  # every row is there, for the script to filter again
+    assert sorted(node for node, row in rows.items() if not row["hidden"]) == shown
+    assert f"{len(shown)} of 4 shown" in html
+    if query == "role=geiger&status=offline":
+        # Counts per status keep the other filters: three geiger nodes, one in each status.
+        for status, count in [("online", 1), ("degraded", 0), ("offline", 1), ("unexpected", 1)]:
+            assert re.search(f'value="{status}" data-count="{count}"', html), status
+    if query == "site=cellar":  # a site no node has is still shown as chosen
+        assert re.search(r'<option value="cellar" data-count="0" selected>', html)
 
 
 def test_fleet_table_cells_follow_the_api(client: FlaskClient) -> None:

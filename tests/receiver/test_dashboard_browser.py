@@ -6,7 +6,8 @@ through the form, finds the fleet table, and waits for uPlot to draw the node's 
 Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe: the
 browser reads commands on fd 3 and writes answers on fd 4, each a JSON text ended by a NUL
 byte), so there is no debugging port to race for and no client package to install.
-Set BEAM_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the README's screenshot.
+Set BEAM_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the README's screenshot of a
+node's page, and BEAM_DASHBOARD_FLEET_SCREENSHOT=docs/dashboard-fleet.png for the fleet page.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import select
 import shutil
 import signal
@@ -36,11 +38,19 @@ from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.slow
 
-DEVICE_TOKENS = {"beamrider-0001": "token-0001", "stray-0009": "token-0009"}
+DEVICE_TOKENS = {
+    "beamrider-0001": "token-0001",
+    "beamrider-0002": "token-0002",
+    "stray-0009": "token-0009",
+}
 READINGS_PER_SENSOR = 50  # one a minute over the last 50 minutes
 CLIMATE_SILENT_MINUTES = range(20, 28)  # the climate sensor misses 8 of them: a gap
 GEIGER_FIELDS = ["cpm", "cps", "usv_per_hr"]  # numeric; "mode" is text and gets no chart
 CLIMATE_FIELDS = ["humidity_pct", "temperature_c"]
+# The node's own gauges: memory in use moves (a chart in MiB), the total and the swap in use
+# hold one value (the facts panel, not a chart).
+SYSTEM_FIELDS = ["memory_used_bytes"]
+STEADY_FIELDS = {"system.memory_total_bytes": "8 GiB", "system.swap_used_bytes": "0 B"}
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -109,7 +119,21 @@ def report_fleet(receiver: ReceiverProcess) -> None:
                     "mode": "SLOW",
                 },
                 "timestamp": stamp,
-                "seq": 2 * minute + 1,
+                "seq": 3 * minute + 1,
+            }
+        )
+        readings.append(
+            {
+                "device_id": node,
+                "sensor": "system",
+                "sensor_type": "system",
+                "payload": {
+                    "memory_used_bytes": (300 + (minute * 7) % 90) * 2**20,
+                    "memory_total_bytes": 8 * 2**30,
+                    "swap_used_bytes": 0,
+                },
+                "timestamp": stamp,
+                "seq": 3 * minute + 3,
             }
         )
         if minute in CLIMATE_SILENT_MINUTES:
@@ -121,7 +145,7 @@ def report_fleet(receiver: ReceiverProcess) -> None:
                 "sensor_type": "bme280",
                 "payload": {"temperature_c": 18 + minute / 10, "humidity_pct": 60 - minute / 5},
                 "timestamp": stamp,
-                "seq": 2 * minute + 2,
+                "seq": 3 * minute + 2,
             }
         )
     answer = post(receiver, "/api/readings", {"readings": readings}, token)
@@ -131,7 +155,7 @@ def report_fleet(receiver: ReceiverProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def receiver_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReceiverProcess]:
     """A real `beam-receiver serve` (gunicorn, two workers) on a free loopback port."""
     receiver = configure_receiver(
         tmp_path_factory.mktemp("receiver"),
@@ -145,9 +169,14 @@ def receiver_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         receiver.start(STARTUP_TIMEOUT_S)
         report_fleet(receiver)
-        yield receiver.url
+        yield receiver
     finally:
         receiver.stop(60)
+
+
+@pytest.fixture(scope="module")
+def receiver_url(receiver: ReceiverProcess) -> str:
+    return receiver.url
 
 
 # -- Chromium over the DevTools protocol --------------------------------------------------
@@ -401,8 +430,19 @@ DRAWN_CHARTS = """Array.from(document.querySelectorAll('#chart-grid .chart')).ma
   const rect = canvas ? canvas.getBoundingClientRect() : {width: 0, height: 0};
   return {name: box.dataset.sensor + '.' + box.dataset.field, state: box.dataset.state,
           points: Number(box.dataset.points), width: rect.width, height: rect.height,
-          linePixels: linePixels};
+          linePixels: linePixels, unit: box.dataset.unit, yTicks: box.dataset.yTicks,
+          xTicks: box.dataset.xTicks, yLabelWidth: Number(box.dataset.yLabelWidth),
+          yAxisSize: Number(box.dataset.yAxisSize)};
 })"""
+
+FACTS = """Object.fromEntries(Array.from(document.querySelectorAll('#facts-list .fact')).map(
+  fact => [fact.dataset.sensor + '.' + fact.dataset.field,
+           fact.querySelector('dd').firstChild.textContent.trim()]))"""
+
+HISTORY_READY = """(() => { const h = document.getElementById('history');
+  return h && h.dataset.state === 'ready'; })()"""
+
+ISO_LOCAL = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d$"
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -427,18 +467,61 @@ def test_login_fleet_table_and_drawn_charts(
     tab.evaluate("document.querySelector('a[href=\"/nodes/beamrider-0001\"]').click()")
     tab.wait_for(CHARTS_READY % "24h")
     assert tab.evaluate("document.querySelector('h1').textContent").startswith("beamrider-0001")
-    assert tab.evaluate("document.getElementById('charts').dataset.charts") == "5"
+    assert tab.evaluate("document.getElementById('charts').dataset.charts") == "6"
+    assert tab.evaluate("document.getElementById('charts').dataset.facts") == "2"
 
     # Switch to the last hour: one-minute buckets, so each chart has one point per reading.
     tab.evaluate("document.querySelector('.ranges a[data-range=\"1h\"]').click()")
     tab.wait_for(CHARTS_READY % "1h")
     assert tab.evaluate("location.search") == "?range=1h"
     charts = tab.evaluate(DRAWN_CHARTS)
-    expected_names = [f"climate.{f}" for f in CLIMATE_FIELDS] + [
-        f"geiger.{f}" for f in GEIGER_FIELDS
-    ]
+    expected_names = (
+        [f"climate.{f}" for f in CLIMATE_FIELDS]
+        + [f"geiger.{f}" for f in GEIGER_FIELDS]
+        + [f"system.{f}" for f in SYSTEM_FIELDS]
+    )
     assert [chart["name"] for chart in charts] == expected_names
     climate_points = READINGS_PER_SENSOR - len(CLIMATE_SILENT_MINUTES)
+    by_name = {chart["name"]: chart for chart in charts}
+    # Axis labels carry the field's unit, bytes scaled to one binary unit for the axis,
+    # and each label fits the room its axis was given (a fixed 60 px cut "000,000").
+    units = {
+        "system.memory_used_bytes": "MiB",
+        "climate.temperature_c": "°C",
+        "climate.humidity_pct": "%",
+        "geiger.usv_per_hr": "µSv/h",
+    }
+    for name, unit in units.items():
+        ticks = by_name[name]["yTicks"].split(" | ")
+        assert len(ticks) >= 2 and all(tick.endswith(unit) for tick in ticks), (name, ticks)
+    assert "," not in by_name["system.memory_used_bytes"]["yTicks"]
+    for chart in charts:
+        assert 0 < chart["yLabelWidth"] < chart["yAxisSize"] - 10, chart
+        # The time axis reads HH:MM in the viewer's zone, with an ISO date where it changes.
+        assert re.search(r"\d{4}-\d\d-\d\d", chart["xTicks"]), chart
+        assert all(re.match(r"\d\d:\d\d", tick) for tick in chart["xTicks"].split(" | "))
+    # Fields that held one value over the range are facts, not charts.
+    assert tab.evaluate(FACTS) == STEADY_FIELDS
+    assert not tab.evaluate("document.getElementById('facts').hidden")
+    # The legend, under the pointer, shows values with units and dates as ISO 8601.
+    assert tab.evaluate("beamFormat.valueText('bytes', 1536)") == "1.50 KiB"
+    assert tab.evaluate("beamFormat.valueText(beamFormat.unitOf('cpu_freq_mhz'), 1500)") == (
+        "1.50 GHz"
+    )
+    assert re.match(ISO_LOCAL, tab.evaluate("beamFormat.isoLocal(1764000000)"))
+    # The heartbeat history: the one heartbeat sent, drawn as a strip over the range.
+    tab.wait_for(HISTORY_READY)
+    history = tab.evaluate("Object.assign({}, document.getElementById('history').dataset)")
+    assert history["heartbeats"] == "1" and int(history["segments"]) >= 1, history
+    # "Last seen" counts on by itself.
+    last_seen = "document.querySelector('#node-details time').textContent"
+    first = tab.evaluate(last_seen)
+    tab.wait_for(f"{last_seen} !== {json.dumps(first)}", timeout=10)
+    statuses = tab.evaluate(
+        "Array.from(document.querySelectorAll('#history-strip .history-part'))"
+        ".map(part => part.dataset.status)"
+    )
+    assert statuses[-1] == "online", statuses
     for chart in charts:
         assert chart["state"] == "drawn", chart
         expected_points = (
@@ -447,7 +530,9 @@ def test_login_fleet_table_and_drawn_charts(
         assert chart["points"] == expected_points, chart
         assert chart["width"] > 100 and chart["height"] > 100, chart
         assert chart["linePixels"] > 50, chart
-    total = climate_points * len(CLIMATE_FIELDS) + READINGS_PER_SENSOR * len(GEIGER_FIELDS)
+    total = climate_points * len(CLIMATE_FIELDS) + READINGS_PER_SENSOR * (
+        len(GEIGER_FIELDS) + len(SYSTEM_FIELDS) + len(STEADY_FIELDS)
+    )
     assert tab.evaluate("document.getElementById('charts').dataset.points") == str(total)
     assert tab.problems() == []
 
@@ -477,7 +562,7 @@ def test_pages_fit_a_phone_screen(browser: Chromium, receiver_url: str) -> None:
         "Array.from(document.querySelectorAll('#chart-grid canvas'))"
         ".map(c => c.getBoundingClientRect().right)"
     )
-    assert len(widths) == len(GEIGER_FIELDS) + len(CLIMATE_FIELDS)
+    assert len(widths) == len(GEIGER_FIELDS) + len(CLIMATE_FIELDS) + len(SYSTEM_FIELDS)
     assert all(0 < right <= 390 for right in widths), widths
     # A node that never sent a reading says so instead of drawing empty charts.
     tab.go(receiver_url + "/nodes/beamrider-0002")
@@ -485,3 +570,71 @@ def test_pages_fit_a_phone_screen(browser: Chromium, receiver_url: str) -> None:
     assert tab.evaluate("document.getElementById('charts').dataset.charts") == "0"
     assert "no readings" in tab.evaluate("document.getElementById('charts-message').textContent")
     assert tab.problems() == []
+
+
+VISIBLE_ROWS = """Array.from(document.querySelectorAll('#fleet-table tbody tr'))
+  .filter(row => !row.hidden && row.offsetParent !== null).map(row => row.dataset.nodeId)"""
+
+CHOOSE = """(() => { const select = document.getElementById('filter-%s');
+  select.value = '%s'; select.dispatchEvent(new Event('change')); return true; })()"""
+
+
+def test_fleet_filters_and_live_refresh(
+    browser: Chromium, receiver: ReceiverProcess, tmp_path: Path
+) -> None:
+    tab = Tab(browser, 1100, 700)
+    log_in(tab, receiver.url)
+    tab.go(receiver.url + "/?refresh=2")
+    tab.wait_for("document.getElementById('fleet-filters').classList.contains('filters-live')")
+    all_nodes = ["beamrider-0001", "beamrider-0002", "stray-0009"]
+    assert tab.evaluate(VISIBLE_ROWS) == all_nodes
+    # Tags show in the node's cell; each status is offered with its count.
+    assert tab.evaluate(
+        "Array.from(document.querySelectorAll('tr[data-node-id=\"beamrider-0001\"] .tag'))"
+        ".map(tag => tag.textContent)"
+    ) == ["rack=A", "site=roof"]
+    statuses = tab.evaluate(
+        "Array.from(document.getElementById('filter-status').options).map(o => o.textContent)"
+    )
+    assert statuses == ["All", "Online (1)", "Degraded (0)", "Offline (1)", "Unexpected (1)"]
+
+    # A site filter: one row left, the count says so, the URL keeps the choice.
+    tab.evaluate(CHOOSE % ("site", "roof"))
+    assert tab.evaluate(VISIBLE_ROWS) == ["beamrider-0001"]
+    assert tab.evaluate("document.getElementById('fleet-shown').textContent") == "1 of 3 shown"
+    assert "site=roof" in tab.evaluate("location.search")
+    statuses = tab.evaluate(
+        "Array.from(document.getElementById('filter-status').options).map(o => o.dataset.count)"
+    )
+    assert statuses == [None, "1", "0", "0", "0"]  # counts within the chosen site
+    tab.evaluate(CHOOSE % ("role", "weather"))
+    assert tab.evaluate(VISIBLE_ROWS) == []
+    tab.evaluate(CHOOSE % ("site", ""))
+    tab.evaluate(CHOOSE % ("role", ""))
+    tab.evaluate(CHOOSE % ("status", "offline"))
+    assert tab.evaluate(VISIBLE_ROWS) == ["beamrider-0002"]
+    tab.evaluate(CHOOSE % ("status", ""))
+    assert tab.evaluate(VISIBLE_ROWS) == all_nodes
+
+    # Live: "… s ago" counts on each second, and a node coming online shows without a reload.
+    last_seen = "document.querySelector('tr[data-node-id=\"beamrider-0001\"] time').textContent"
+    first = tab.evaluate(last_seen)
+    tab.wait_for(f"{last_seen} !== {json.dumps(first)}", timeout=10)
+    assert re.fullmatch(r"\d+ (s|min) ago", tab.evaluate(last_seen))
+    tab.evaluate("window.sameDocument = true")
+    heartbeat = {"node_id": "beamrider-0002", "timestamp": rfc3339(datetime.now(timezone.utc))}
+    post(receiver, "/api/telemetry", heartbeat, DEVICE_TOKENS["beamrider-0002"])
+    tab.wait_for(
+        "document.querySelector('tr[data-node-id=\"beamrider-0002\"]').dataset.status === 'online'",
+        timeout=20,
+    )
+    assert tab.evaluate("window.sameDocument") is True
+    assert int(tab.evaluate("document.getElementById('fleet-filters').dataset.refreshed")) >= 1
+    assert "2 online" in tab.evaluate("document.getElementById('fleet-summary').textContent")
+    assert tab.problems() == []
+
+    screenshot = tab.screenshot()
+    (tmp_path / "dashboard-fleet.png").write_bytes(screenshot)
+    destination = os.environ.get("BEAM_DASHBOARD_FLEET_SCREENSHOT")
+    if destination:
+        Path(destination).write_bytes(screenshot)

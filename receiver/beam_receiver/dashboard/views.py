@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any, Callable, TypeVar, cast
 from urllib.parse import urlsplit
@@ -147,14 +148,77 @@ def logout() -> ResponseReturnValue:
     return redirect(url_for("dashboard.login"))
 
 
+# The fleet page's filters: query parameter -> how a node's value for it is read. The same
+# names are data attributes on each row (data-site, data-role, data-status) for fleet.js.
+FLEET_FILTERS = ("site", "role", "status")
+# How often fleet.js asks GET /api/nodes for fresh values (seconds); ?refresh=N picks
+# another period within the bounds.
+FLEET_REFRESH_S = 10
+FLEET_REFRESH_BOUNDS_S = (2, 600)
+
+
+def refresh_period_s() -> int:
+    """?refresh=N (seconds) within FLEET_REFRESH_BOUNDS_S, else FLEET_REFRESH_S."""
+    text = request.args.get("refresh", "")
+    if not (text.isascii() and text.isdigit()):
+        return FLEET_REFRESH_S
+    low, high = FLEET_REFRESH_BOUNDS_S
+    return min(high, max(low, int(text)))
+
+
+def filter_value(node: dict[str, Any], name: str) -> str:
+    """A node's site (its `site` tag), role or status, as the filters compare it."""
+    if name == "site":
+        return str((node.get("tags") or {}).get("site") or "")
+    return str(node.get(name) or "")
+
+
+def fleet_filters() -> dict[str, str]:
+    """The filters asked for in the query string; unknown names are ignored."""
+    return {name: request.args.get(name, "") for name in FLEET_FILTERS}
+
+
+def node_matches(node: dict[str, Any], filters: dict[str, str], skip: str = "") -> bool:
+    return all(
+        not wanted or filter_value(node, name) == wanted
+        for name, wanted in filters.items()
+        if name != skip
+    )
+
+
 @bp.route("/", endpoint="fleet")
 @login_required
 def fleet_page() -> ResponseReturnValue:
-    """Every expected and unexpected node with its status, rendered on the server."""
+    """Every expected and unexpected node with its status, rendered on the server.
+
+    Every row is rendered; rows the filters leave out are `hidden`, so fleet.js can filter
+    again without asking the server, and the page still filters without JavaScript."""
     nodes = fleet.list_nodes()  # sorted by node_id
     counts = Counter(str(node["status"]) for node in nodes)
+    filters = fleet_filters()
+    choices = {
+        name: sorted({filter_value(node, name) for node in nodes} - {""}) for name in FLEET_FILTERS
+    }
+    # Per choice, how many nodes it would show with the other filters kept.
+    choice_counts = {
+        name: Counter(
+            filter_value(node, name) for node in nodes if node_matches(node, filters, skip=name)
+        )
+        for name in FLEET_FILTERS
+    }
+    shown = {str(node["node_id"]) for node in nodes if node_matches(node, filters)}
     return render_template(
-        "dashboard_fleet.html", nodes=nodes, counts=counts, logout_form=LogoutForm()
+        "dashboard_fleet.html",
+        nodes=nodes,
+        counts=counts,
+        filters=filters,
+        choices=choices,
+        choice_counts=choice_counts,
+        shown=shown,
+        statuses=list(formatting.STATUS_LABELS),
+        refresh_s=refresh_period_s(),
+        server_now=time.time(),
+        logout_form=LogoutForm(),
     )
 
 
@@ -173,5 +237,7 @@ def node_page(node_id: str) -> ResponseReturnValue:
         node=node,
         ranges=CHART_RANGES,
         chosen_range=chosen,
+        telemetry_interval_s=fleet.telemetry_interval_s(),
+        server_now=time.time(),
         logout_form=LogoutForm(),
     )

@@ -14,6 +14,8 @@
   var apiRoot = section.dataset.apiRoot || "";
   var grid = document.getElementById("chart-grid");
   var message = document.getElementById("charts-message");
+  var facts = document.getElementById("facts");
+  var factsList = document.getElementById("facts-list");
   var rangeLinks = Array.prototype.slice.call(section.querySelectorAll(".ranges a[data-range]"));
   var CHART_HEIGHT = 220;
   var charts = [];
@@ -115,8 +117,40 @@
     return node;
   }
 
-  /* The x axis always spans the chosen range, so a short burst of data looks short. */
-  function chartOptions(field, width, startS, endS) {
+  /* Room for the longest tick label, measured in the axis's own font (uPlot's fixed width
+   * cut labels such as "1 500 000"). uPlot calls this again once the labels are known. */
+  function axisSize(box) {
+    return function (self, values, axisIdx, cycleNum) {
+      var axis = self.axes[axisIdx];
+      if (cycleNum > 1) {
+        return axis._size;
+      }
+      var size = axis.ticks.size + axis.gap;
+      var longest = 0;
+      self.ctx.font = axis.font[0];
+      (values || []).forEach(function (text) {
+        String(text).split("\n").forEach(function (line) {
+          longest = Math.max(longest, self.ctx.measureText(line).width);
+        });
+      });
+      var total = Math.ceil(size + longest / (window.devicePixelRatio || 1)) + 4;
+      if (axisIdx === 1) {
+        // For people and the browser test: the widest label and the room it was given.
+        box.dataset.yLabelWidth = String(Math.ceil(longest / (window.devicePixelRatio || 1)));
+        box.dataset.yAxisSize = String(total);
+      }
+      return total;
+    };
+  }
+
+  /* The x axis always spans the chosen range, so a short burst of data looks short. Ticks,
+   * legend and y labels carry the field's unit; times are ISO 8601 in the viewer's zone. */
+  function chartOptions(chart, width, startS, endS) {
+    var field = chart.field;
+    var unit = beamFormat.unitOf(field);
+    function legendValue(self, value) {
+      return value == null ? "—" : beamFormat.valueText(unit, value);
+    }
     return {
       width: width,
       height: CHART_HEIGHT,
@@ -129,14 +163,46 @@
         }
       },
       series: [
-        {},
-        { label: field + " avg", stroke: "#1f5fbf", width: 2, points: { size: 5 } },
-        { label: "min", stroke: "#8fb0e0", width: 1, dash: [4, 4], points: { show: false } },
-        { label: "max", stroke: "#8fb0e0", width: 1, dash: [4, 4], points: { show: false } }
+        {
+          value: function (self, seconds) {
+            return seconds == null ? "—" : beamFormat.isoLocal(seconds);
+          }
+        },
+        {
+          label: field + " avg", stroke: "#1f5fbf", width: 2, points: { size: 5 },
+          value: legendValue
+        },
+        {
+          label: "min", stroke: "#8fb0e0", width: 1, dash: [4, 4], points: { show: false },
+          value: legendValue
+        },
+        {
+          label: "max", stroke: "#8fb0e0", width: 1, dash: [4, 4], points: { show: false },
+          value: legendValue
+        }
       ],
       bands: [{ series: [3, 2], fill: "rgba(31, 95, 191, 0.10)" }],
-      axes: [{}, { size: 60 }],
-      legend: { live: false }
+      axes: [
+        {
+          size: 48,
+          values: function (self, splits) {
+            var labels = beamFormat.timeTicks(splits);
+            chart.element.dataset.xTicks = labels.join(" | ");
+            return labels;
+          }
+        },
+        {
+          size: axisSize(chart.element),
+          incrs: unit === "bytes" ? beamFormat.byteIncrements() : undefined,
+          values: function (self, splits) {
+            var format = beamFormat.axisFormatter(unit, splits);
+            var labels = splits.map(format);
+            chart.element.dataset.yTicks = labels.join(" | ");
+            return labels;
+          }
+        }
+      ],
+      legend: { live: true }
     };
   }
 
@@ -148,6 +214,8 @@
     });
     charts = [];
     grid.textContent = "";
+    factsList.textContent = "";
+    facts.hidden = true;
   }
 
   function chartWidth(body) {
@@ -172,14 +240,15 @@
         }
         var series = columnsFromSeries(body);
         chart.element.dataset.points = String(series.points);
-        if (!series.points) {
-          chart.body.appendChild(element("p", "chart-note", "No readings in this range."));
-          chart.element.dataset.state = "empty";
-          return 0;
+        var steady = steadyValue(series);
+        if (!series.points || steady !== undefined) {
+          addFact(chart, range, series.points ? steady : null);
+          return series.points;
         }
         var options = chartOptions(
-          chart.field, chartWidth(chart.body), start.getTime() / 1000, end.getTime() / 1000
+          chart, chartWidth(chart.body), start.getTime() / 1000, end.getTime() / 1000
         );
+        chart.element.dataset.unit = beamFormat.unitOf(chart.field);
         chart.plot = new uPlot(options, series.columns, chart.body);
         chart.element.dataset.state = "drawn";
         return series.points;
@@ -193,6 +262,47 @@
         return 0;
       }
     );
+  }
+
+  /* The one value a series holds across the window (every min and max equal: total memory,
+   * swap 0, a fixed CPU frequency), or undefined when it moves. Not worth a chart. */
+  function steadyValue(series) {
+    var seen;
+    var values = series.columns[2].concat(series.columns[3]);
+    for (var i = 0; i < values.length; i++) {
+      var value = values[i];
+      if (value === null) {
+        continue;
+      }
+      if (seen === undefined) {
+        seen = value;
+      } else if (Math.abs(value - seen) > 1e-9 * Math.max(1, Math.abs(seen))) {
+        return undefined;
+      }
+    }
+    return seen;
+  }
+
+  /* Move a chart's frame out of the grid into the facts list: "sensor · field  7.6 GiB". */
+  function addFact(chart, range, value) {
+    var unit = beamFormat.unitOf(chart.field);
+    var item = element("div", "fact");
+    item.dataset.sensor = chart.sensor;
+    item.dataset.field = chart.field;
+    item.dataset.state = value === null ? "empty" : "steady";
+    item.appendChild(element("dt", "", chart.sensor + " · " + chart.field));
+    var text = value === null ? "no readings in the last " + range.name
+      : beamFormat.valueText(unit, value);
+    var dd = element("dd", "", text);
+    if (value !== null) {
+      dd.title = "the same value in every " + range.bucketLabel + " of the last " + range.name;
+      dd.appendChild(element("span", "fact-note", " steady over " + range.name));
+    }
+    item.appendChild(dd);
+    factsList.appendChild(item);
+    facts.hidden = false;
+    chart.element.remove();
+    chart.fact = item;
   }
 
   function selectedRange() {
@@ -237,6 +347,7 @@
       }
       var total = counts.reduce(function (sum, n) { return sum + n; }, 0);
       section.dataset.charts = String(charts.filter(function (c) { return c.plot; }).length);
+      section.dataset.facts = String(charts.filter(function (c) { return c.fact; }).length);
       section.dataset.points = String(total);
       section.dataset.state = "ready";
       message.textContent = total ? "" : "No readings in the last " + range.name + ".";
