@@ -68,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     read_once.add_argument("--sensor", help="read only this sensor")
     status = command("status", cmd_status, "show the queue, push and sensor state")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    dead = command(
+        "dead-letters",
+        cmd_dead_letters,
+        "list the parked readings: seq ranges, count, status, reason and when",
+    )
+    dead.add_argument("--json", action="store_true", help="machine-readable output")
+    resend = command(
+        "resend",
+        cmd_resend,
+        "queue the dead letters again with their original seqs (works while the agent runs)",
+    )
+    resend.add_argument(
+        "--status", type=int, help="only those parked after this HTTP status (e.g. 404)"
+    )
     export = command("export", cmd_export, "write stored readings to stdout")
     export.add_argument("--format", choices=("csv", "jsonl"), required=True)
     export.add_argument("--since", type=parse_since, help="RFC 3339 timestamp")
@@ -191,6 +205,71 @@ def print_status(status: dict[str, Any], out: TextIO) -> None:
 
 def format_age(seconds: Optional[float]) -> str:
     return "-" if seconds is None else f"{seconds:.1f} s"
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from beam_agent.queue import QueueError, ReadingQueue
+
+    config = load_config(args.config)
+    try:
+        groups = ReadingQueue.read_dead_letters(config.state_dir)
+    except (FileNotFoundError, QueueError) as exc:
+        print(f"no agent state in {config.state_dir}: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    if args.json:
+        print(json.dumps(groups, indent=2))
+        return EX_OK
+    total = sum(group["count"] for group in groups)
+    print(f"{total} dead letters" + (f" in {len(groups)} ranges:" if groups else ""))
+    for group in groups:
+        seqs = f"{group['first_seq']}-{group['last_seq']}"
+        when = group["first_at"]
+        if group["last_at"] != when:
+            when += f" to {group['last_at']}"
+        status = group["status"] if group["status"] is not None else "-"
+        print(f"  seq {seqs} ({group['count']}): status {status}, parked {when}: {group['reason']}")
+    if groups:
+        print("beam-agent resend [--status CODE] queues them again (the receiver stores each once)")
+    return EX_OK
+
+
+def cmd_resend(args: argparse.Namespace) -> int:
+    from beam_agent.queue import QueueError, ReadingQueue, database_path
+
+    config = load_config(args.config)
+    if not database_path(config.state_dir).is_file():  # never make a queue here
+        print(
+            f"no agent state in {config.state_dir}: no {database_path(config.state_dir)}",
+            file=sys.stderr,
+        )
+        return EX_FAILURE
+    try:
+        with ReadingQueue(
+            config.state_dir, config.queue.max_readings, config.queue.overflow
+        ) as queue:
+            seqs, left = queue.resend(args.status)
+    except QueueError as exc:
+        print(f"no agent state in {config.state_dir}: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    ranges = ", ".join(seq_ranges(seqs)) or "none"
+    print(f"requeued {len(seqs)} dead letters (seq {ranges}); the agent sends them next")
+    if left:
+        print(
+            f"{left} stay parked: the queue has no room beside its undelivered readings "
+            "([queue] max_readings); run resend again once it has drained"
+        )
+    return EX_OK
+
+
+def seq_ranges(seqs: Sequence[int]) -> list[str]:
+    """Sorted seqs as runs: [1, 2, 3, 7] -> ["1-3", "7"]."""
+    runs: list[list[int]] = []
+    for seq in seqs:
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1][1] = seq
+        else:
+            runs.append([seq, seq])
+    return [f"{a}-{b}" if a != b else str(a) for a, b in runs]
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -46,6 +46,7 @@ COUNTER_NAMES = (
     "duplicates_acknowledged",
     "dead_lettered",
     "dead_letters_evicted",
+    "resent",
 )
 EXPORT_PAGE = 1000
 BUSY_TIMEOUT_S = 30.0
@@ -264,6 +265,25 @@ def config_error(last_push: Optional[Mapping[str, Any]]) -> Optional[dict[str, A
     }
 
 
+# Dead letters in runs of consecutive seqs with one status and reason (gaps and islands).
+DEAD_LETTER_GROUPS = """
+SELECT min(seq), max(seq), count(*), status, reason, min(dead_lettered_at),
+    max(dead_lettered_at)
+FROM (
+    SELECT seq, status, reason, dead_lettered_at,
+        seq - ROW_NUMBER() OVER (PARTITION BY status, reason ORDER BY seq) AS run
+    FROM dead_letters
+) GROUP BY status, reason, run ORDER BY min(seq)
+"""
+
+
+def read_dead_letter_groups(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """What `beam-agent dead-letters` lists: one entry per run of consecutive seqs parked
+    for the same reason, oldest seq first."""
+    keys = ("first_seq", "last_seq", "count", "status", "reason", "first_at", "last_at")
+    return [dict(zip(keys, row)) for row in conn.execute(DEAD_LETTER_GROUPS)]
+
+
 # Thinning works on one class of rows (sent or unsent) at a time. Its seq range, which is
 # arrival order and so stands for time, is cut into equal slices; `thinning_plan` decides how
 # many rows each slice gives up, and THIN_PICK spreads those evenly inside the slice. The
@@ -347,6 +367,7 @@ class ReadingQueue:
         self.lock = threading.Lock()
         # Row counts kept in memory so that enqueue never runs COUNT(*).
         self.rows = self.unsent = self.dead_letter_rows = 0
+        self.seen_version = -1  # SQLite's data_version when the counts were last right
         # Seqs handed out by the latest lease, and those of them evicted while in flight:
         # if they are then acknowledged, they were delivered after all, not dropped.
         self.in_flight: set[int] = set()
@@ -376,6 +397,12 @@ class ReadingQueue:
         self.rows = count("SELECT count(*) FROM readings").fetchone()[0]
         self.unsent = count("SELECT count(*) FROM readings WHERE sent = 0").fetchone()[0]
         self.dead_letter_rows = count("SELECT count(*) FROM dead_letters").fetchone()[0]
+        self.seen_version = self._data_version()
+        # Counters added by later releases, for a queue made before them.
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO counters (name, value) VALUES (?, 0)",
+            [(n,) for n in COUNTER_NAMES],
+        )
         if self.rows > self.max_readings:  # the bound was lowered since the last run
             with self._transaction():
                 self._evict(self.rows - self.max_readings)
@@ -396,6 +423,15 @@ class ReadingQueue:
         conn = open_read_only(state_dir)
         try:
             return read_status(conn)
+        finally:
+            conn.close()
+
+    @classmethod
+    def read_dead_letters(cls, state_dir: Path) -> list[dict[str, Any]]:
+        """`dead-letters` from another process; raises FileNotFoundError."""
+        conn = open_read_only(state_dir)
+        try:
+            return read_dead_letter_groups(conn)
         finally:
             conn.close()
 
@@ -427,6 +463,7 @@ class ReadingQueue:
         except BaseException:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            self.seen_version = -1  # counts restored below may predate a recount: redo it
             (
                 self.rows,
                 self.unsent,
@@ -451,6 +488,7 @@ class ReadingQueue:
         if not rows:
             return []
         with self.lock, self._transaction():
+            self._sync_counts()
             first = read_last_seq(self.conn) + 1
             # A batch larger than the bound is written in slices, each making room first, so
             # the bound holds at every step (the batch's earliest readings are dropped).
@@ -549,6 +587,7 @@ class ReadingQueue:
         if limit < 1:
             raise ValueError(f"lease limit must be at least 1, not {limit}")
         with self.lock:
+            self._sync_counts()
             rows = self.conn.execute(
                 f"SELECT {READING_COLUMNS} FROM readings WHERE sent = 0 ORDER BY seq LIMIT ?",
                 (limit,),
@@ -590,6 +629,7 @@ class ReadingQueue:
             raise ValueError("dead_letter needs queued readings (with a seq)")
         at = format_timestamp(utc_now())
         with self.lock, self._transaction():
+            self._sync_counts()
             moved = 0
             for seq in seqs:
                 cursor = self.conn.execute(
@@ -626,6 +666,61 @@ class ReadingQueue:
         self.dead_letter_rows -= count
         self._count(dead_letters_evicted=count)
         log.warning("dead-letter table full: removed the %d oldest dead letters", count)
+
+    def resend(self, status: Optional[int] = None) -> tuple[list[int], int]:
+        """Move dead letters (those parked with `status`, or all) back into the queue with
+        their original seqs, oldest first, so the pusher sends them again; the receiver
+        stores each (device_id, seq) once, whatever it already has.
+
+        Only as many as fit beside the undelivered readings (`max_readings`; delivered rows
+        are evicted to make room, undelivered ones never): a resend must not drop what it
+        was meant to save. Returns (the requeued seqs, how many stay parked).
+        """
+        condition, params = ("WHERE status = ?", (status,)) if status is not None else ("", ())
+        with self.lock, self._transaction():
+            self._sync_counts()
+            room = max(0, self.max_readings - self.unsent)
+            rows = self.conn.execute(
+                f"SELECT id, {READING_COLUMNS} FROM dead_letters {condition} "
+                "ORDER BY seq, id LIMIT ?",
+                (*params, room),
+            ).fetchall()
+            wanted = self.conn.execute(
+                f"SELECT count(*) FROM dead_letters {condition}", params
+            ).fetchone()[0]
+            self._evict(self.rows + len(rows) - self.max_readings)  # delivered rows only
+            before = self.conn.total_changes
+            self.conn.executemany(
+                f"INSERT OR IGNORE INTO readings ({READING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                [row[1:] for row in rows],
+            )
+            requeued = self.conn.total_changes - before
+            self.conn.executemany("DELETE FROM dead_letters WHERE id = ?", [(r[0],) for r in rows])
+            self._count(resent=requeued)
+            self.rows += requeued
+            self.unsent += requeued
+            self.dead_letter_rows -= len(rows)
+        seqs = sorted({row[1] for row in rows})
+        if rows:
+            log.info("requeued %d dead letters for delivery", len(rows))
+        return seqs, wanted - len(rows)
+
+    def _data_version(self) -> int:
+        version: int = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        return version
+
+    def _sync_counts(self) -> None:
+        """Recount the in-memory row counts when another process wrote the file (`beam-agent
+        resend` beside a running agent): SQLite's data_version changes only for commits on
+        other connections, so this costs one pragma when nothing happened."""
+        version = self._data_version()
+        if version == self.seen_version:
+            return
+        self.seen_version = version
+        count = self.conn.execute
+        self.rows = count("SELECT count(*) FROM readings").fetchone()[0]
+        self.unsent = count("SELECT count(*) FROM readings WHERE sent = 0").fetchone()[0]
+        self.dead_letter_rows = count("SELECT count(*) FROM dead_letters").fetchone()[0]
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -670,6 +765,7 @@ class ReadingQueue:
     def depth(self) -> int:
         """Readings waiting for delivery."""
         with self.lock:
+            self._sync_counts()
             return self.unsent
 
     def stored(self) -> int:

@@ -443,6 +443,7 @@ def test_status_has_everything_the_command_prints(tmp_path: Path) -> None:
         "duplicates_acknowledged": 1,
         "dead_lettered": 0,
         "dead_letters_evicted": 0,
+        "resent": 0,
         "last_seq": 5,
     }
     assert status["last_push"] == {
@@ -535,3 +536,46 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
         db.execute("CREATE TABLE something (x)")
     with pytest.raises(QueueError, match="not a beam-agent queue"):
         ReadingQueue(state)
+
+
+def test_resend_requeues_dead_letters_with_their_seqs_and_a_running_agent_sees_them(
+    tmp_path: Path,
+) -> None:
+    """`beam-agent resend` is another process writing the agent's file: the running agent's
+    in-memory counts follow (data_version), and the readings go out with their old seqs."""
+    agent = ReadingQueue(tmp_path / "state", max_readings=100)
+    agent.enqueue(readings(10))
+    agent.dead_letter([1, 2, 3], 404, "HTTP 404: not_found")
+    agent.dead_letter([6, 7], 400, "HTTP 400: invalid_body")
+    assert agent.depth() == 5
+    groups = ReadingQueue.read_dead_letters(tmp_path / "state")
+    assert [(g["first_seq"], g["last_seq"], g["count"], g["status"]) for g in groups] == [
+        (1, 3, 3, 404),
+        (6, 7, 2, 400),
+    ]
+
+    with ReadingQueue(tmp_path / "state", max_readings=100) as cli:
+        assert cli.resend(status=404) == ([1, 2, 3], 0)
+    assert agent.depth() == 8  # seen from the agent's own connection
+    assert [r.seq for r in agent.lease(100)] == [1, 2, 3, 4, 5, 8, 9, 10]
+    assert [letter["reading"].seq for letter in agent.dead_letters()] == [6, 7]
+    status = agent.status()
+    assert status["counters"]["resent"] == 3 and status["dead_letters"] == 2
+    assert status["counters"]["dead_lettered"] == 5  # ever parked: history, not undone
+    agent.ack([1, 2, 3, 4, 5, 8, 9, 10])
+    assert agent.depth() == 0
+    agent.close()
+
+
+def test_resend_never_drops_undelivered_readings_to_make_room(tmp_path: Path) -> None:
+    queue = ReadingQueue(tmp_path / "state", max_readings=10)
+    queue.enqueue(readings(10))
+    queue.dead_letter([1, 2, 3, 4, 5, 6], 404, "HTTP 404")
+    queue.enqueue(readings(4))  # 4 parked-free, 8 undelivered rows now: room for 2
+    seqs, left = queue.resend()
+    assert (seqs, left) == ([1, 2], 4)
+    assert queue.depth() == 10 and queue.counters()["dropped"] == 0
+    queue.ack([r.seq for r in queue.lease(100) if r.seq is not None])
+    assert queue.resend() == ([3, 4, 5, 6], 0)  # room again: delivered rows make way
+    assert queue.counters()["dropped"] == 0 and queue.stored() <= 10
+    queue.close()
