@@ -237,7 +237,6 @@ def node_page(node_id: str) -> ResponseReturnValue:
         node=node,
         ranges=CHART_RANGES,
         chosen_range=chosen,
-        telemetry_interval_s=fleet.telemetry_interval_s(),
         server_now=time.time(),
         logout_form=LogoutForm(),
     )
