@@ -112,12 +112,6 @@ def nodes_of(state: ReceiverState, now_s: Optional[float] = None) -> list[dict[s
     ]
 
 
-def telemetry_interval_s() -> float:
-    """The heartbeat interval statuses are judged by (online within 2 of them, degraded
-    within 5): the dashboard's heartbeat history draws the same thresholds."""
-    return get_state().config.telemetry_interval_s
-
-
 def list_nodes() -> list[dict[str, Any]]:
     """Every expected or reporting node with its status, sorted by node_id."""
     return nodes_of(get_state())

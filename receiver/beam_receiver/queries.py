@@ -19,6 +19,7 @@ MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_BUCKETS = 10_000
 DEFAULT_SERIES_WINDOW_MS = 24 * 3600 * 1000
+MAX_HISTORY_WINDOW_MS = 31 * 24 * 3600 * 1000
 BUCKET_PATTERN = re.compile(r"^([0-9]{1,9})([smhd]?)$")
 BUCKET_UNITS_MS = {"": 1000, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 CURSOR_PATTERN = re.compile(r"^[0-9]{1,19}$")
@@ -34,6 +35,12 @@ class ReadingsQuery:
     end_ms: Optional[int] = None
     after_id: Optional[int] = None
     limit: int = DEFAULT_PAGE
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    start_ms: int
+    end_ms: int
 
 
 @dataclass(frozen=True)
@@ -177,3 +184,22 @@ def parse_series_query(args: Mapping[str, str], now_ms: int) -> SeriesQuery:
     problems.raise_if_any("The query is invalid.")
     assert device_id is not None and sensor is not None and field is not None
     return SeriesQuery(device_id, sensor, field, bucket_ms, start, end)
+
+
+def parse_window_query(args: Mapping[str, str], now_ms: int) -> WindowQuery:
+    """GET /api/nodes/<id>/status-history: start and end, RFC 3339, both optional.
+
+    end defaults to now and start to 24 hours before end; the window is at most 31 days
+    (the default heartbeat retention is 30)."""
+    problems = Problems()
+    _unknown_parameters(args, ("start", "end"), problems)
+    start_ms = _query_time(args, "start", problems)
+    end_ms = _query_time(args, "end", problems)
+    end = end_ms if end_ms is not None else now_ms
+    start = start_ms if start_ms is not None else max(0, end - DEFAULT_SERIES_WINDOW_MS)
+    if start >= end:
+        problems.add("end", "must be later than start")
+    elif end - start > MAX_HISTORY_WINDOW_MS:
+        problems.add("start", "the window is at most 31 days")
+    problems.raise_if_any("The query is invalid.")
+    return WindowQuery(start, end)

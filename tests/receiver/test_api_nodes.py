@@ -309,3 +309,53 @@ def test_heartbeat_needs_a_device_token_and_a_small_body(
         "/api/nodes/register", json=registration(hostname="h" * 3000), headers=receiver.headers()
     )
     assert_error(response, 413, "payload_too_large")
+
+
+def test_status_history_from_heartbeat_arrivals(receiver: Receiver) -> None:
+    before = datetime.now(timezone.utc) - timedelta(seconds=5)
+    for _ in range(3):
+        receiver.client.post("/api/telemetry", json=heartbeat(), headers=receiver.headers())
+    after = datetime.now(timezone.utc) + timedelta(seconds=5)
+    start, end = rfc3339_ms(before - timedelta(hours=1)), rfc3339_ms(after)
+    history = receiver.get(f"/api/nodes/{DEVICE}/status-history", start=start, end=end)
+    assert history.status_code == 200, history.get_json()
+    body = history.get_json()
+    assert body["heartbeats"] == 3 and body["truncated"] is False
+    assert body["interval_s"] == receiver.state.config.telemetry_interval_s
+    assert [s["status"] for s in body["segments"]] == ["none", "online"]
+    assert body["segments"][0]["start"] == body["start"]
+    assert body["segments"][-1]["end"] == body["end"]
+    # Defaults: the last 24 hours up to now. A window without heartbeats, after the last one.
+    assert receiver.get(f"/api/nodes/{DEVICE}/status-history").get_json()["heartbeats"] == 3
+    later = receiver.get(
+        f"/api/nodes/{DEVICE}/status-history",
+        start=rfc3339_ms(after + timedelta(hours=1)),
+        end=rfc3339_ms(after + timedelta(hours=2)),
+    ).get_json()
+    assert later["heartbeats"] == 0
+    assert [s["status"] for s in later["segments"]] == ["offline"]
+    # Expected but silent: no heartbeat on record.
+    silent = receiver.get("/api/nodes/beamrider-0003/status-history").get_json()
+    assert [s["status"] for s in silent["segments"]] == ["none"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"start": "yesterday"}, "start"),
+        ({"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "end"),
+        ({"start": "2026-01-01T00:00:00Z", "end": "2026-03-01T00:00:00Z"}, "start"),
+        ({"limit": "5"}, "limit"),
+    ],
+)
+def test_status_history_refuses_a_bad_window(
+    receiver: Receiver, query: dict[str, str], field: str
+) -> None:
+    response = receiver.get(f"/api/nodes/{DEVICE}/status-history", **query)
+    assert response.status_code == 400
+    assert field in [detail["field"] for detail in response.get_json()["details"]]
+    assert receiver.get("/api/nodes/nobody/status-history").status_code == 404
+
+
+def rfc3339_ms(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

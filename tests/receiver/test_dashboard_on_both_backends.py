@@ -1,7 +1,6 @@
 """What the dashboard's pages and scripts read, on each storage backend: the fleet page's
-filters and counts, the node page's heartbeat interval, and the heartbeat history and node
-list its scripts fetch with the dashboard session (GET /api/nodes/<id>/telemetry,
-GET /api/nodes)."""
+filters and counts, and the status history and node list its scripts fetch with the
+dashboard session (GET /api/nodes/<id>/status-history, GET /api/nodes)."""
 
 from __future__ import annotations
 
@@ -42,14 +41,13 @@ def test_what_the_node_page_scripts_read(receiver: Receiver) -> None:
         send_heartbeat(receiver, DEVICE, metrics={"queue_depth": 1})
     receiver.login()
     page = receiver.client.get(f"/nodes/{DEVICE}").get_data(as_text=True)
-    interval = receiver.state.config.telemetry_interval_s
-    assert f'data-interval-s="{interval}"' in page
     assert "/dashboard/static/history.js" in page and "/dashboard/static/format.js" in page
-    # The session alone (no token) reads the history and the node list, as the scripts do.
-    events = receiver.client.get(f"/api/nodes/{DEVICE}/telemetry").get_json()["events"]
-    assert len(events) == 3
-    stamps = [event["received_at"] for event in events]
-    assert stamps == sorted(stamps, reverse=True)
+    assert 'id="history"' in page and "data-server-now=" in page
+    # The session alone (no token) reads the status history and the node list, as the
+    # scripts do.
+    history = receiver.client.get(f"/api/nodes/{DEVICE}/status-history").get_json()
+    assert history["heartbeats"] == 3
+    assert [segment["status"] for segment in history["segments"]] == ["none", "online"]
     nodes = receiver.client.get("/api/nodes").get_json()["nodes"]
     online = next(node for node in nodes if node["node_id"] == DEVICE)
     assert online["status"] == "online" and online["last_seen_age_s"] is not None

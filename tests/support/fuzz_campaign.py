@@ -71,6 +71,7 @@ WEIGHTS = {
     "GET /api/readings/latest": 4,
     "GET /api/nodes/{node_id}": 4,
     "GET /api/nodes/{node_id}/telemetry": 4,
+    "GET /api/nodes/{node_id}/status-history": 4,
     "GET /api/nodes": 1,
     "GET /healthz": 1,
     "GET /metrics": 1,

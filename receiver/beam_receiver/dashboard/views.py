@@ -168,9 +168,8 @@ def refresh_period_s() -> int:
 
 def filter_value(node: dict[str, Any], name: str) -> str:
     """A node's site (its `site` tag), role or status, as the filters compare it."""
-    if name == "site":
-        return str((node.get("tags") or {}).get("site") or "")
-    return str(node.get(name) or "")
+    value = (node.get("tags") or {}).get("site") if name == "site" else node.get(name)
+    return "" if value is None else str(value)
 
 
 def fleet_filters() -> dict[str, str]:
@@ -215,6 +214,7 @@ def fleet_page() -> ResponseReturnValue:
         choices=choices,
         choice_counts=choice_counts,
         shown=shown,
+        filter_value=filter_value,
         statuses=list(formatting.STATUS_LABELS),
         refresh_s=refresh_period_s(),
         server_now=time.time(),
@@ -237,7 +237,6 @@ def node_page(node_id: str) -> ResponseReturnValue:
         node=node,
         ranges=CHART_RANGES,
         chosen_range=chosen,
-        telemetry_interval_s=fleet.telemetry_interval_s(),
         server_now=time.time(),
         logout_form=LogoutForm(),
     )

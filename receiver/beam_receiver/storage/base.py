@@ -569,6 +569,25 @@ class Storage(ABC):
         )
         return [telemetry_dict(row) for row in rows]
 
+    def heartbeat_times(
+        self, node_id: str, start_ms: int, end_ms: int, limit: int
+    ) -> tuple[Optional[int], list[int]]:
+        """When a node's heartbeats arrived: the last one before start_ms (None if none is
+        kept), and up to `limit` from start_ms to end_ms, oldest first (epoch ms). Both
+        read the (node_id, received_at_ms) index."""
+        before = self.read(
+            "SELECT received_at_ms FROM telemetry_events WHERE node_id = ? AND received_at_ms < ?"
+            " ORDER BY received_at_ms DESC LIMIT 1",
+            (node_id, start_ms),
+        )
+        rows = self.read(
+            "SELECT received_at_ms FROM telemetry_events"
+            " WHERE node_id = ? AND received_at_ms >= ? AND received_at_ms <= ?"
+            " ORDER BY received_at_ms LIMIT ?",
+            (node_id, start_ms, end_ms, limit),
+        )
+        return (int(before[0][0]) if before else None), [int(row[0]) for row in rows]
+
     # -- dashboard logins -----------------------------------------------------------------
 
     def start_login(self, id_hash: str, login: DashboardLogin, forget_before_ms: int) -> None:

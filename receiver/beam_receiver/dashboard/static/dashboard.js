@@ -185,6 +185,7 @@
       axes: [
         {
           size: 48,
+          space: 80, // room for "2026-12-04" between ticks
           values: function (self, splits) {
             var labels = beamFormat.timeTicks(splits);
             chart.element.dataset.xTicks = labels.join(" | ");
@@ -299,7 +300,12 @@
       dd.appendChild(element("span", "fact-note", " steady over " + range.name));
     }
     item.appendChild(dd);
-    factsList.appendChild(item);
+    // In the order of the charts (sensor, then field), whichever answer came first.
+    var key = chart.sensor + "\u0000" + chart.field;
+    var after = Array.prototype.filter.call(factsList.children, function (other) {
+      return other.dataset.sensor + "\u0000" + other.dataset.field > key;
+    })[0];
+    factsList.insertBefore(item, after || null);
     facts.hidden = false;
     chart.element.remove();
     chart.fact = item;

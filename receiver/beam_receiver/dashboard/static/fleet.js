@@ -136,9 +136,11 @@
     var present = rows();
     var changed = present.length !== nodes.length || present.some(function (row) {
       var node = byId[row.dataset.nodeId];
+      var site = (node && node.tags && node.tags.site !== undefined && node.tags.site !== null)
+        ? String(node.tags.site) : "";
       return !node || node.status !== row.dataset.status ||
-        (node.role || "") !== (row.dataset.role || "") ||
-        ((node.tags || {}).site || "") !== (row.dataset.site || "");
+        (node.role === null || node.role === undefined ? "" : String(node.role)) !==
+          (row.dataset.role || "") || site !== (row.dataset.site || "");
     });
     if (changed) {
       return reloadRows();

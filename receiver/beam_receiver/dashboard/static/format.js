@@ -169,17 +169,20 @@
     return isoDate(date) + " " + isoTime(date, true) + " " + isoOffset(date);
   }
 
-  /* Time-axis ticks: "HH:MM", with the date added on the first tick and where it changes. */
+  /* Time-axis ticks: "HH:MM", with the date added on the first tick and where it changes;
+   * a tick at midnight is the date alone. */
   function timeTicks(splits) {
     var previousDay = "";
     return splits.map(function (seconds) {
       var date = new Date(seconds * 1000);
       var day = isoDate(date);
       var text = isoTime(date, false);
-      if (day !== previousDay) {
+      if (text === "00:00") {
+        text = day;
+      } else if (day !== previousDay) {
         text += "\n" + day;
-        previousDay = day;
       }
+      previousDay = day;
       return text;
     });
   }

@@ -1,10 +1,12 @@
-/* beam-receiver dashboard: a node's status over time, from its recent heartbeats
- * (GET /api/nodes/<id>/telemetry, the last 100, read with the dashboard session).
+/* beam-receiver dashboard: a node's status over time, from when its heartbeats arrived
+ * (GET /api/nodes/<id>/status-history, read with the dashboard session).
  *
- * After each heartbeat the node counts as online for 2 telemetry intervals, degraded up to
- * 5, then offline until the next one: the same rule as the fleet table (status.py). The
- * strip spans the range picked for the charts. State is reported on #history as data
- * attributes (data-state, data-heartbeats, data-segments) for people and the browser test. */
+ * The server cuts the range into segments: online for 2 telemetry intervals after each
+ * heartbeat, degraded up to 5, then offline until the next one, the same rule as the
+ * fleet table (status.py); "none" before the first heartbeat on record. The strip spans
+ * the range picked for the charts. State is reported on #history as data attributes
+ * (data-state, data-heartbeats, data-segments, data-offline) for people and the browser
+ * test. */
 (function () {
   "use strict";
 
@@ -17,15 +19,13 @@
   var note = document.getElementById("history-note");
   var nodeId = section.dataset.nodeId;
   var apiRoot = section.dataset.apiRoot || "";
-  var intervalS = Number(section.dataset.intervalS) || 30;
-  var LIMIT = 100; // what the endpoint returns at most
   var LABELS = {
     online: "online",
     degraded: "degraded (heartbeat late)",
     offline: "offline (no heartbeat)",
     none: "no heartbeat on record"
   };
-  var events = null;
+  var generation = 0;
 
   function rangeSeconds() {
     var link = document.querySelector(".ranges a[aria-current=\"true\"]") ||
@@ -33,59 +33,24 @@
     return link ? Number(link.dataset.seconds) : 86400;
   }
 
-  /* [{status, from, to}] in epoch seconds, clipped to [start, end], neighbours merged. */
-  function segments(times, start, end) {
-    var raw = [];
-    if (!times.length || times[0] > start) {
-      raw.push({ status: "none", from: start, to: times.length ? times[0] : end });
-    }
-    times.forEach(function (beat, index) {
-      var next = index + 1 < times.length ? times[index + 1] : end;
-      raw.push({ status: "online", from: beat, to: Math.min(next, beat + 2 * intervalS) });
-      raw.push({
-        status: "degraded", from: beat + 2 * intervalS, to: Math.min(next, beat + 5 * intervalS)
-      });
-      raw.push({ status: "offline", from: beat + 5 * intervalS, to: next });
+  function draw(body, start, end) {
+    var parts = (body.segments || []).map(function (segment) {
+      return {
+        status: segment.status,
+        from: Date.parse(segment.start) / 1000,
+        to: Date.parse(segment.end) / 1000
+      };
     });
-    var merged = [];
-    raw.forEach(function (part) {
-      var from = Math.max(part.from, start);
-      var to = Math.min(part.to, end);
-      if (to <= from) {
-        return;
-      }
-      var last = merged[merged.length - 1];
-      if (last && last.status === part.status && Math.abs(last.to - from) < 1e-6) {
-        last.to = to;
-      } else {
-        merged.push({ status: part.status, from: from, to: to });
-      }
-    });
-    return merged;
-  }
-
-  function draw() {
-    if (!events) {
-      return;
-    }
-    var end = Date.now() / 1000;
-    var start = end - rangeSeconds();
-    var times = events.map(function (event) {
-      return Date.parse(event.received_at) / 1000;
-    }).filter(function (value) {
-      return isFinite(value);
-    }).sort(function (a, b) { return a - b; });
-    var parts = segments(times, start, end);
     strip.textContent = "";
     parts.forEach(function (part) {
       var block = document.createElement("span");
-      block.className = "history-part history-" + part.status;
+      block.className = "history-part history-" + (LABELS[part.status] ? part.status : "none");
       block.dataset.status = part.status;
       // CSSOM, not a style attribute: allowed by the page's strict style-src.
       block.style.left = (100 * (part.from - start) / (end - start)) + "%";
       block.style.width = (100 * (part.to - part.from) / (end - start)) + "%";
-      block.title = LABELS[part.status] + ": " + beamFormat.isoLocal(part.from) + " to " +
-        beamFormat.isoLocal(part.to);
+      block.title = (LABELS[part.status] || part.status) + ": " +
+        beamFormat.isoLocal(part.from) + " to " + beamFormat.isoLocal(part.to);
       strip.appendChild(block);
     });
     axis.textContent = "";
@@ -94,28 +59,36 @@
       label.textContent = beamFormat.isoLocal(moment);
       axis.appendChild(label);
     });
-    var inWindow = times.filter(function (t) { return t >= start; }).length;
-    var words = inWindow + " heartbeat" + (inWindow === 1 ? "" : "s") + " in this range";
-    if (times.length) {
-      words += "; last " + beamFormat.isoLocal(times[times.length - 1]);
+    var count = body.heartbeats || 0;
+    var words = count + " heartbeat" + (count === 1 ? "" : "s") + " in this range";
+    if (body.truncated) {
+      words += " (the first " + count + " only)";
     }
-    if (events.length >= LIMIT) {
-      words += ". Only the last " + LIMIT + " are kept for this view; grey is before them";
-    }
-    words += ". Online within 2 × " + intervalS + " s of a heartbeat, degraded within 5 ×.";
+    words += ". Online within 2 × " + body.interval_s + " s of a heartbeat, degraded within" +
+      " 5 ×, then offline; grey: no heartbeat on record.";
     note.textContent = words;
-    strip.setAttribute("aria-label", "Status over the last " + rangeSeconds() / 3600 + " h: " +
-      parts.map(function (part) { return LABELS[part.status]; }).join(", then "));
-    var counts = {};
-    parts.forEach(function (part) { counts[part.status] = (counts[part.status] || 0) + 1; });
-    section.dataset.heartbeats = String(times.length);
+    strip.setAttribute("aria-label", "Status over the range: " + parts.map(function (part) {
+      return LABELS[part.status] || part.status;
+    }).join(", then "));
+    var offline = parts.filter(function (part) { return part.status === "offline"; });
+    section.dataset.heartbeats = String(count);
     section.dataset.segments = String(parts.length);
-    section.dataset.offline = String(counts.offline || 0);
+    section.dataset.offline = String(offline.length);
     section.dataset.state = "ready";
   }
 
   function load() {
-    var url = apiRoot + "/api/nodes/" + encodeURIComponent(nodeId) + "/telemetry";
+    generation += 1;
+    var mine = generation;
+    var end = Date.now() / 1000;
+    var start = end - rangeSeconds();
+    var params = new URLSearchParams({
+      start: new Date(start * 1000).toISOString(),
+      end: new Date(end * 1000).toISOString()
+    });
+    var url = apiRoot + "/api/nodes/" + encodeURIComponent(nodeId) + "/status-history?" +
+      params.toString();
+    section.dataset.state = "loading";
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) {
@@ -124,18 +97,21 @@
         return response.json();
       })
       .then(function (body) {
-        events = body.events || [];
-        draw();
+        if (mine === generation) {
+          draw(body, start, end);
+        }
       }, function (error) {
-        note.textContent = "Could not load the heartbeat history: " + error.message;
-        section.dataset.state = "error";
+        if (mine === generation) {
+          note.textContent = "Could not load the heartbeat history: " + error.message;
+          section.dataset.state = "error";
+        }
       });
   }
 
   Array.prototype.forEach.call(document.querySelectorAll(".ranges a[data-range]"),
     function (link) {
       // After dashboard.js has marked the new range as current.
-      link.addEventListener("click", function () { setTimeout(draw, 0); });
+      link.addEventListener("click", function () { setTimeout(load, 0); });
     });
   load();
 
