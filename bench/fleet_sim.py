@@ -5,6 +5,21 @@ agents run in a few worker processes against one real receiver (gunicorn, a temp
 database, a tokens file with one sha256 hash per device plus an operator, an expected-node
 list for the whole fleet), started afresh for every step of a ramp.
 
+The receiving side (--backend, --receivers, --nginx, --tls):
+- `--backend sqlite` (default): the receiver's own SQLite file, `synchronous` FULL.
+- `--backend postgres`: the distribution's PostgreSQL 15 started once for the run in a temp
+  dir on a loopback port (tests/support/postgres.py; durable: fsync and synchronous_commit
+  on), or an existing server with `--postgres-url postgresql://USER@HOST:PORT/DB
+  --postgres-password-file F` (the role must be allowed to CREATE DATABASE). Every step gets
+  a fresh database, dropped after it.
+- `--receivers N` (postgres only): N gunicorn receivers on that one database, the same
+  tokens and one session key, behind one address: the distribution's nginx
+  (/usr/sbin/nginx, not a daemon, its files in the step's temp dir, on a loopback port)
+  with the receiver role's nginx.conf, its upstream the N gunicorns (round robin, a failed
+  one stepped around). Every simulated agent pushes to that one address. `--nginx` puts
+  nginx in front of one receiver too; `--tls` makes it HTTPS (a CA made for the run, which
+  the agents verify).
+
 Every simulated agent is made of the agent's own code, not a reimplementation:
 - its own device id and token, its own `ReadingQueue` (a SQLite file under --queue-dir,
   /dev/shm by default: tmpfs, so the simulator's fsyncs cost nothing and the disk is the
@@ -30,6 +45,12 @@ simulator, not the receiver, was the limit), errors by class, readings still que
 end, the CPU of the receiver (master and workers) and of the simulator. Then enqueueing
 stops, every agent drains its queue, and the receiver's table is checked per device: the
 stored seqs must be exactly 1..last_seq of that device's queue (stored once, none missing).
+Stored readings are counted in whichever database the step used.
+
+CPU per POST over real HTTP: CPU seconds of every gunicorn process of every receiver
+(masters and workers, summed) over the window, divided by all POSTs answered in the window
+(readings, heartbeats, registrations); nginx's processes and PostgreSQL's (when started
+here) are counted apart, never in the receiver's figure. Also per stored reading.
 
 A step "holds" when every reading was stored exactly once, the backlog at the end of the
 window is no more than two push intervals' worth, and POST p99 < 1 s.
@@ -41,13 +62,19 @@ and once against this tree's, so a change's gain is a ratio measured in one run.
 --profile samples the receiver's gunicorn workers with py-spy during the last step and
 prints where their time goes (own time per function, and time inside a few chosen parts).
 
+--push-interval-ms and --heartbeat-s default to the agent's own defaults
+(beam_agent.config: PushConfig, TelemetryConfig), so a run with no such option measures the
+fleet as the agent ships.
+
 Run: .venv/bin/python bench/fleet_sim.py [--nodes 500,1000,2000,3000,5000] [--rate 1]
      [--push-interval-ms 1000,10000] [--seconds 30] [--processes 2] [--profile]
+     [--backend sqlite|postgres] [--receivers N] [--nginx] [--tls]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import itertools
 import json
@@ -68,14 +95,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support: the receiver process, as the tests start it
+sys.path.insert(0, str(ROOT / "bench"))  # tls_front: the role's nginx.conf, rendered
+
+from tls_front import ensure_nginx, render_nginx_conf
 
 from beam_agent import __version__ as agent_version
-from beam_agent.config import AgentConfig
+from beam_agent.config import AgentConfig, PushConfig, TelemetryConfig
 from beam_agent.push import Pusher, PushOutcome, ReceiverClient
 from beam_agent.queue import ReadingQueue
 from beam_agent.reading import Reading, utc_now
@@ -88,10 +120,12 @@ from tests.support.receiver import (
     configure_receiver,
     stored_count,
 )
+from tests.support.tls import make_fleet_pki
+from tests.support.waiting import free_port, wait_for
 
 OPERATOR_TOKEN = "fleet-sim-operator"
-BATCH_SIZE = 500  # the agent's default [push] batch_size
-TIMEOUT_S = 10.0  # the agent's default [push] timeout_s
+BATCH_SIZE = PushConfig().batch_size  # the agent's defaults
+TIMEOUT_S = PushConfig().timeout_s
 WRITE_LINGER_S = 0.25  # the agent's writer groups readings that arrive within this
 
 
@@ -110,17 +144,191 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-# -- the receiver ------------------------------------------------------------------------
+# -- the receiver: its database, its gunicorns, nginx in front ----------------------------
 
 
-def receiver_processes(receiver: ReceiverProcess) -> list[psutil.Process]:
-    """The gunicorn master and its workers."""
-    assert receiver.process is not None
-    master = psutil.Process(receiver.process.pid)
-    return [master, *master.children(recursive=True)]
+class StepDatabase:
+    """Where one step's receivers store; counted after the step for the exactly-once check."""
+
+    def settings(self, shared: Path) -> dict[str, Any]:
+        """receiver.toml keys for every receiver of the step (`shared`: the step's folder)."""
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def per_device(self) -> dict[str, tuple[int, int, int, int]]:
+        """device -> (rows, distinct seqs, min seq, max seq) in the readings table."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
 
 
-def start_receiver(directory: Path, nodes: int, args: argparse.Namespace) -> ReceiverProcess:
+PER_DEVICE_SQL = (
+    "SELECT device_id, count(*), count(DISTINCT seq), min(seq), max(seq)"
+    " FROM readings GROUP BY device_id"
+)
+
+
+class SqliteDatabase(StepDatabase):
+    """The receiver's own file, receiver.db beside its receiver.toml (one receiver only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def settings(self, shared: Path) -> dict[str, Any]:
+        return {"database": str(self.path)}
+
+    def count(self) -> int:
+        return stored_count(self.path)
+
+    def per_device(self) -> dict[str, tuple[int, int, int, int]]:
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=30) as db:
+            rows = db.execute(PER_DEVICE_SQL).fetchall()
+        return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+
+class PostgresDatabase(StepDatabase):
+    """A fresh database on the run's PostgreSQL server, dropped after the step."""
+
+    def __init__(self, place: PostgresPlace, url: str, drop: Callable[[], None]) -> None:
+        self.place = place
+        self.url = url
+        self.drop = drop
+
+    def settings(self, shared: Path) -> dict[str, Any]:
+        return {
+            "database": self.url,
+            "database_password_file": str(self.place.password_file),
+            # one key for the pool, as the collection gives its receivers
+            "secret_key_file": str(shared / "session.secret-key"),
+        }
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.url, password=self.place.password, autocommit=True) as db:
+            return list(db.execute(sql).fetchall())
+
+    def count(self) -> int:
+        return int(self.query("SELECT count(*) FROM readings")[0][0])
+
+    def per_device(self) -> dict[str, tuple[int, int, int, int]]:
+        return {row[0]: (row[1], row[2], row[3], row[4]) for row in self.query(PER_DEVICE_SQL)}
+
+    def close(self) -> None:
+        self.drop()
+
+
+class PostgresPlace:
+    """The run's PostgreSQL: the distribution's PostgreSQL 15 started here in a temp dir
+    (tests/support/postgres.py, durable: fsync and synchronous_commit on), or an existing
+    server (`--postgres-url`, its role allowed to CREATE DATABASE). Every step gets a fresh
+    database on it, dropped afterwards."""
+
+    def __init__(self, url: Optional[str], password_file: Optional[str]) -> None:
+        from tests.support.postgres import start_postgres
+
+        self.server = None if url else start_postgres(durable=True)
+        if self.server is not None:
+            self.password_file = self.server.password_file
+            self.admin_url = self.server.url("postgres")
+        else:
+            assert url is not None and password_file is not None
+            self.password_file = Path(password_file)
+            self.admin_url = url
+        self.password = self.password_file.read_text(encoding="utf-8").strip()
+        self.steps = itertools.count(1)
+
+    def describe(self) -> str:
+        if self.server is not None:
+            return f"PostgreSQL 15 started here (durable), port {self.server.port}"
+        return f"PostgreSQL at {self.admin_url}"
+
+    def new_database(self) -> PostgresDatabase:
+        import psycopg
+
+        if self.server is not None:
+            server = self.server
+            name = server.create_database()  # copied from the migrated template
+            return PostgresDatabase(self, server.url(name), lambda: server.drop_database(name))
+        name = f"beam_fleet_sim_{os.getpid()}_{next(self.steps)}"
+        with psycopg.connect(self.admin_url, password=self.password, autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name}")
+
+        def drop() -> None:
+            with psycopg.connect(self.admin_url, password=self.password, autocommit=True) as db:
+                db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+        url = urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
+        return PostgresDatabase(self, url, drop)
+
+    def processes(self) -> list[psutil.Process]:
+        """The server's processes, when it runs here (else none: its CPU is not counted)."""
+        if self.server is None:
+            return []
+        found = []
+        for pid in self.server.server_pids():
+            with contextlib.suppress(psutil.Error):
+                found.append(psutil.Process(pid))
+        return found
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            shutil.rmtree(self.server.password_file.parent, ignore_errors=True)
+
+
+@dataclass
+class Front:
+    """The receiving side of one step: the receivers, nginx (if any), the agents' URL."""
+
+    receivers: list[ReceiverProcess]
+    database: StepDatabase
+    url: str
+    ca_file: Optional[Path] = None
+    nginx: Optional[subprocess.Popen[bytes]] = None
+    work: Optional[Path] = None
+
+    def gunicorn_processes(self) -> list[psutil.Process]:
+        """Every receiver's gunicorn master and workers."""
+        found = []
+        for receiver in self.receivers:
+            assert receiver.process is not None
+            master = psutil.Process(receiver.process.pid)
+            found += [master, *master.children(recursive=True)]
+        return found
+
+    def worker_pids(self) -> list[int]:
+        return [
+            child.pid
+            for receiver in self.receivers
+            if receiver.process is not None
+            for child in psutil.Process(receiver.process.pid).children()
+        ]
+
+    def nginx_processes(self) -> list[psutil.Process]:
+        if self.nginx is None:
+            return []
+        master = psutil.Process(self.nginx.pid)
+        return [master, *master.children(recursive=True)]
+
+    def stop(self) -> None:
+        if self.nginx is not None and self.nginx.poll() is None:
+            self.nginx.terminate()
+            try:
+                self.nginx.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.nginx.kill()
+        for receiver in self.receivers:
+            receiver.stop(60)
+
+
+def start_receiver(
+    directory: Path, nodes: int, args: argparse.Namespace, settings: dict[str, Any]
+) -> ReceiverProcess:
     """A real `beam-receiver serve` on a free loopback port, its files in directory."""
     receiver = configure_receiver(
         directory,
@@ -134,32 +342,91 @@ def start_receiver(directory: Path, nodes: int, args: argparse.Namespace) -> Rec
         env={"PYTHONPATH": str(Path(args.receiver_src) / "receiver")} if args.receiver_src else {},
         workers=args.workers,
         threads=args.threads,
-        synchronous=args.synchronous,
         telemetry_interval_s=args.heartbeat_s,
+        proxy_fix=bool(args.nginx),
+        **({"synchronous": args.synchronous} if args.backend == "sqlite" else {}),
+        **settings,
     )
     receiver.start()
     return receiver
 
 
-def stored_per_device(database: Path) -> dict[str, tuple[int, int, int, int]]:
-    """device -> (rows, distinct seqs, min seq, max seq) in the receiver's table."""
-    with sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=30) as db:
-        rows = db.execute(
-            "SELECT device_id, count(*), count(DISTINCT seq), min(seq), max(seq) "
-            "FROM readings GROUP BY device_id"
-        ).fetchall()
-    return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+def start_front(
+    directory: Path, nodes: int, args: argparse.Namespace, database: StepDatabase
+) -> Front:
+    """--receivers gunicorns on one database; with nginx, one address in front of them."""
+    settings = database.settings(directory)
+    receivers: list[ReceiverProcess] = []
+    front = Front(receivers, database, "")
+    try:
+        for number in range(args.receivers):
+            receivers.append(
+                start_receiver(directory / f"receiver-{number}", nodes, args, settings)
+            )
+        if not args.nginx:
+            front.url = receivers[0].url
+            return front
+        work = directory / "nginx"
+        work.mkdir()
+        front.work = work
+        pki = make_fleet_pki(work / "pki") if args.tls else None
+        port = free_port()
+        addresses = [f"127.0.0.1:{receiver.port}" for receiver in receivers]
+        conf = render_nginx_conf(
+            work,
+            port,
+            addresses[0],
+            pki.server.cert if pki else work / "unused.crt",
+            pki.server.key if pki else work / "unused.key",
+            tls=args.tls,
+            upstreams=addresses,
+        )
+        nginx = ensure_nginx()
+        subprocess.run([nginx, "-t", "-q", "-c", str(conf)], check=True)
+        prefix = ["taskset", "-c", ",".join(map(str, args.receiver_cpus))]
+        front.nginx = subprocess.Popen(
+            [*(prefix if args.receiver_cpus else []), nginx, "-c", str(conf), "-g", "daemon off;"]
+        )
+        front.url = f"{'https' if pki else 'http'}://127.0.0.1:{port}"
+        front.ca_file = pki.ca.cert if pki else None
+        verify: Any = str(pki.ca.cert) if pki else True
+
+        def answers() -> bool:
+            assert front.nginx is not None
+            assert front.nginx.poll() is None, f"nginx exited: see {work}/nginx-error.log"
+            try:
+                return requests.get(front.url + "/healthz", verify=verify, timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(answers, 30, "nginx to answer /healthz")
+        return front
+    except BaseException:
+        front.stop()
+        raise
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
+def cpu_snapshot(processes: list[psutil.Process]) -> dict[int, float]:
+    """pid -> CPU seconds (user + system) so far."""
+    taken = {}
     for process in processes:
         try:
             times = process.cpu_times()
         except psutil.Error:
             continue
-        total += times.user + times.system
-    return total
+        taken[process.pid] = times.user + times.system
+    return taken
+
+
+def cpu_since(before: dict[int, float], processes: list[psutil.Process]) -> float:
+    """CPU seconds these processes used since `before` (a process new since then: all of
+    its CPU; one gone since then: lost, so keep the processes alive through the window)."""
+    now = cpu_snapshot(processes)
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in now.items())
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(cpu_snapshot(processes).values())
 
 
 # -- one simulated agent, and a worker process full of them ----------------------------
@@ -248,16 +515,24 @@ def simulate(spec: dict[str, Any], go: Any, ready: Any) -> dict[str, Any]:
     for index in range(spec["first"], spec["first"] + spec["count"]):
         token = device_token(index)
         state_dir = Path(spec["queue_dir"]) / device_id(index)
+        ca_file = Path(spec["ca_file"]) if spec["ca_file"] else None
         config = AgentConfig(
             path=state_dir / "agent.toml",
             device_id=device_id(index),
             api_url=url,
             state_dir=state_dir,
             device_token=token,
+            ca_file=ca_file,
         )
         queue = ReadingQueue(state_dir)
         client = TimedClient(
-            posts.append, url, config.device_id, config.read_token, TIMEOUT_S, agent_version
+            posts.append,
+            url,
+            config.device_id,
+            config.read_token,
+            TIMEOUT_S,
+            agent_version,
+            ca_file=ca_file,
         )
         pusher = Pusher(queue, client, BATCH_SIZE, interval_ms)
         agents.append(SimAgent(index, config, queue, client, pusher, 0.0))
@@ -407,7 +682,7 @@ def simulate(spec: dict[str, Any], go: Any, ready: Any) -> dict[str, Any]:
 
 
 def profile_receiver(
-    receiver: ReceiverProcess, seconds: float, directory: Path
+    workers: list[int], seconds: float, directory: Path
 ) -> tuple[list[Path], list[Path]]:
     """py-spy record of every gunicorn worker for `seconds`, collapsed stacks: once of
     every thread not sleeping (wall time, so fsync and lock waits show) and once of only
@@ -415,8 +690,6 @@ def profile_receiver(
     outputs: list[Path] = []
     procs = []
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    assert receiver.process is not None
-    workers = [child.pid for child in psutil.Process(receiver.process.pid).children()]
     for pid, gil in itertools.product(workers, ("", "--gil")):
         output = directory / f"py-spy-{pid}{gil}.txt"
         procs.append(
@@ -463,7 +736,16 @@ def run_step_in(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="beam-fleet-sim-") as temporary:
         directory = Path(temporary)
-        receiver = start_receiver(directory, nodes, args)
+        database: StepDatabase = (
+            args.postgres.new_database()
+            if args.postgres is not None
+            else SqliteDatabase(directory / "receiver-0" / "receiver.db")
+        )
+        try:
+            front = start_front(directory, nodes, args, database)
+        except BaseException:
+            database.close()
+            raise
         context = multiprocessing.get_context("spawn")
         go = context.Event()
         ready = context.Queue()
@@ -473,7 +755,8 @@ def run_step_in(
         try:
             for first in range(0, nodes, share):
                 spec = {
-                    "url": receiver.url,
+                    "url": front.url,
+                    "ca_file": str(front.ca_file) if front.ca_file else None,
                     "first": first,
                     "count": min(share, nodes - first),
                     "rate": args.rate,
@@ -494,9 +777,12 @@ def run_step_in(
                 ready.get(timeout=600)
             setup_s = time.monotonic() - setup_started
             simulator = [psutil.Process(p.pid) for p in processes]
-            receiver_procs = receiver_processes(receiver)
-            stored_before = stored_count(receiver.database)
-            cpu_receiver = cpu_seconds(receiver_procs)
+            gunicorns = front.gunicorn_processes()
+            nginxes = front.nginx_processes()
+            stored_before = database.count()
+            cpu_receiver = cpu_snapshot(gunicorns)
+            cpu_nginx = cpu_snapshot(nginxes)
+            cpu_postgres = cpu_snapshot(args.postgres.processes() if args.postgres else [])
             cpu_sim = cpu_seconds(simulator)
             go.set()
             started = time.monotonic()
@@ -504,12 +790,18 @@ def run_step_in(
             if profile:
                 time.sleep(min(5.0, args.seconds / 4))  # past the start-up ripple
                 profiles = profile_receiver(
-                    receiver, args.seconds - (time.monotonic() - started) - 1, directory
+                    front.worker_pids(),
+                    args.seconds - (time.monotonic() - started) - 1,
+                    directory,
                 )
             time.sleep(max(0.0, started + args.seconds - time.monotonic()))
             elapsed = time.monotonic() - started
-            stored_window = stored_count(receiver.database) - stored_before
-            cpu_receiver = cpu_seconds(receiver_procs) - cpu_receiver
+            stored_window = database.count() - stored_before
+            receiver_cpu = cpu_since(cpu_receiver, gunicorns)
+            nginx_cpu = cpu_since(cpu_nginx, nginxes)
+            postgres_cpu = cpu_since(
+                cpu_postgres, args.postgres.processes() if args.postgres else []
+            )
             cpu_sim = cpu_seconds(simulator) - cpu_sim
             reports = [results.get(timeout=args.drain_s + 600) for _ in processes]
             for process in processes:
@@ -528,10 +820,17 @@ def run_step_in(
             for process in processes:
                 if process.is_alive():
                     process.kill()
-            receiver.stop(60)
-        per_device = stored_per_device(receiver.database)
+            front.stop()
+        try:
+            per_device = database.per_device()
+        finally:
+            database.close()
         if args.keep_logs:
-            shutil.copy(receiver.log, Path(args.keep_logs) / f"receiver-{nodes}.log")
+            for number, receiver in enumerate(front.receivers):
+                if receiver.log is not None:
+                    shutil.copy(
+                        receiver.log, Path(args.keep_logs) / f"receiver-{nodes}-{number}.log"
+                    )
 
     push = [value for r in reports for value in r["push_latencies"]]
     beats = [value for r in reports for value in r["heartbeat_latencies"]]
@@ -556,8 +855,10 @@ def run_step_in(
     backlog_ok = depth_end <= 2 * nodes * args.rate * push_s + nodes
     exactly_once = not wrong and sum(r["depth_after_drain"] for r in reports) == 0
     p99 = percentile(push, 0.99)
+    posts = max(1, sum(statuses.values()))
     step = {
         "receiver": "baseline" if args.receiver_src else "this tree",
+        "setup": setup_label(args),
         "nodes": nodes,
         "push_interval_s": push_s,
         "rate_per_node": args.rate,
@@ -581,9 +882,15 @@ def run_step_in(
         "queued_after_drain": sum(r["depth_after_drain"] for r in reports),
         "drain_s": round(max(r["drain_s"] for r in reports), 1),
         "dead_lettered": sum(r["dead_lettered"] for r in reports),
-        "receiver_cpu_pct": round(100 * cpu_receiver / elapsed, 1),
+        "receiver_cpu_pct": round(100 * receiver_cpu / elapsed, 1),
+        "nginx_cpu_pct": round(100 * nginx_cpu / elapsed, 1),
+        "postgres_cpu_pct": round(100 * postgres_cpu / elapsed, 1),
         "simulator_cpu_pct": round(100 * cpu_sim / elapsed, 1),
-        "receiver_cpu_ms_per_post": round(1000 * cpu_receiver / max(1, sum(statuses.values())), 2),
+        # every gunicorn process of every receiver, over every POST of the window
+        "receiver_cpu_ms_per_post": round(1000 * receiver_cpu / posts, 2),
+        "nginx_cpu_ms_per_post": round(1000 * nginx_cpu / posts, 2),
+        "postgres_cpu_ms_per_post": round(1000 * postgres_cpu / posts, 2),
+        "receiver_cpu_ms_per_reading": round(1000 * receiver_cpu / max(1, stored_window), 3),
         "devices_wrong": len(wrong),
         "exactly_once": exactly_once,
         "holds": exactly_once and backlog_ok and p99 < 1.0,
@@ -657,21 +964,29 @@ def int_list(text: str) -> list[int]:
     return [int(item) for item in text.split(",") if item.strip()]
 
 
+def setup_label(args: argparse.Namespace) -> str:
+    """e.g. "sqlite x1", "postgres x2 nginx", "postgres x1 nginx+tls"."""
+    front = " nginx+tls" if args.tls else " nginx" if args.nginx else ""
+    return f"{args.backend} x{args.receivers}{front}"
+
+
 def print_table(steps: list[dict[str, Any]]) -> None:
     header = (
-        f"{'receiver':>9} {'nodes':>6} {'push s':>6} {'offered/s':>9} {'stored/s':>9} {'POST/s':>7}"
+        f"{'setup':>21} {'receiver':>9} {'nodes':>6} {'push s':>6} {'offered/s':>9}"
+        f" {'stored/s':>9} {'POST/s':>7}"
         f" {'p50 ms':>7} {'p99 ms':>7} {'lag p99':>8} {'net':>5} {'5xx':>5} {'429':>4}"
-        f" {'queued':>7} {'rcv CPU':>7} {'sim CPU':>7} {'once':>5} {'holds':>5}"
+        f" {'queued':>7} {'rcv CPU':>7} {'ms/POST':>7} {'sim CPU':>7} {'once':>5} {'holds':>5}"
     )
     print(header)
     for s in steps:
         print(
-            f"{s['receiver']:>9} {s['nodes']:>6} {s['push_interval_s']:>6g}"
+            f"{s['setup']:>21} {s['receiver']:>9} {s['nodes']:>6} {s['push_interval_s']:>6g}"
             f" {s['offered_per_s']:>9,.0f}"
             f" {s['stored_per_s']:>9,.0f} {s['posts_per_s']:>7,.0f} {s['push_p50_ms']:>7.1f}"
             f" {s['push_p99_ms']:>7.1f} {s['schedule_lag_p99_ms']:>8.1f}"
             f" {s['errors_network']:>5} {s['errors_5xx']:>5} {s['errors_429']:>4}"
             f" {s['queued_at_end']:>7} {s['receiver_cpu_pct']:>6.0f}%"
+            f" {s['receiver_cpu_ms_per_post']:>7.2f}"
             f" {s['simulator_cpu_pct']:>6.0f}% {'yes' if s['exactly_once'] else 'NO':>5}"
             f" {'yes' if s['holds'] else 'no':>5}"
         )
@@ -682,11 +997,14 @@ def main() -> int:
     parser.add_argument("--nodes", type=int_list, default=[500, 1000, 2000, 3000, 5000])
     parser.add_argument("--rate", type=float, default=1.0, help="readings/s per node")
     parser.add_argument(
-        "--push-interval-ms", type=int_list, default=[1000], help="one or more, comma separated"
+        "--push-interval-ms",
+        type=int_list,
+        default=[PushConfig().interval_ms],
+        help="one or more, comma separated (default: the agent's default)",
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="window of each step")
     parser.add_argument("--drain-s", type=float, default=120.0, help="final drain, at most")
-    parser.add_argument("--heartbeat-s", type=float, default=30.0)
+    parser.add_argument("--heartbeat-s", type=float, default=TelemetryConfig().interval_s)
     parser.add_argument(
         "--enqueue-every-s",
         type=float,
@@ -699,7 +1017,26 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=64, help="threads per simulator process")
     parser.add_argument("--workers", type=int, default=2, help="receiver gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="receiver threads per worker")
-    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument(
+        "--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite only"
+    )
+    parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"])
+    parser.add_argument(
+        "--postgres-url",
+        help="postgres: an existing server (postgresql://USER@HOST:PORT/DB; the role may"
+        " CREATE DATABASE: each step gets its own, dropped after) instead of starting"
+        " PostgreSQL 15 here",
+    )
+    parser.add_argument("--postgres-password-file", help="the password for --postgres-url")
+    parser.add_argument(
+        "--receivers",
+        type=int,
+        default=1,
+        help="gunicorn receivers on one PostgreSQL database, behind one nginx (more than 1:"
+        " postgres only, and nginx implied)",
+    )
+    parser.add_argument("--nginx", action="store_true", help="nginx in front even of one receiver")
+    parser.add_argument("--tls", action="store_true", help="nginx serves HTTPS (a test CA)")
     parser.add_argument(
         "--receiver-cpus", type=int_list, default=[], help="pin the receiver (taskset), e.g. 0"
     )
@@ -722,14 +1059,38 @@ def main() -> int:
         parser.error("--profile needs py-spy: pip install py-spy (in the dev extra)")
     if args.baseline and not (Path(args.baseline) / "receiver" / "beam_receiver").is_dir():
         parser.error(f"--baseline {args.baseline}: no receiver/beam_receiver there")
+    if args.receivers > 1 and args.backend != "postgres":
+        parser.error("--receivers above 1 share one PostgreSQL database: add --backend postgres")
+    if args.postgres_url and not (args.backend == "postgres" and args.postgres_password_file):
+        parser.error("--postgres-url goes with --backend postgres and --postgres-password-file")
+    args.nginx = args.nginx or args.tls or args.receivers > 1
 
     print(
         f"beam-fleet fleet simulator: agent {agent_version}, receiver {receiver_version},"
         f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
     )
+    args.postgres = (
+        PostgresPlace(args.postgres_url, args.postgres_password_file)
+        if args.backend == "postgres"
+        else None
+    )
+    try:
+        return run(args)
+    finally:
+        if args.postgres is not None:
+            args.postgres.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    store = (
+        args.postgres.describe()
+        if args.postgres is not None
+        else f"SQLite synchronous={args.synchronous}"
+    )
+    front = f", behind nginx{' (TLS)' if args.tls else ''}" if args.nginx else ""
     print(
-        f"receiver: {args.workers} workers x {args.threads} threads,"
-        f" synchronous={args.synchronous}; simulator: {args.processes} processes x"
+        f"receiver: {args.receivers} x ({args.workers} workers x {args.threads} threads)"
+        f"{front}, {store}; simulator: {args.processes} processes x"
         f" {args.pool} threads, queues in {args.queue_dir or tempfile.gettempdir()};"
         f" {args.rate:g} reading/s per node, heartbeat every {args.heartbeat_s:g} s,"
         f" {args.seconds:g} s per step; CPUs: receiver {args.receiver_cpus or 'any'},"
@@ -749,8 +1110,10 @@ def main() -> int:
         print_table([step])
         print(
             f"   setup {step['setup_s']} s, drain {step['drain_s']} s, heartbeat p99"
-            f" {step['heartbeat_p99_ms']} ms, receiver CPU"
-            f" {step['receiver_cpu_ms_per_post']} ms per POST, statuses"
+            f" {step['heartbeat_p99_ms']} ms, CPU per POST: receiver"
+            f" {step['receiver_cpu_ms_per_post']} ms, nginx {step['nginx_cpu_ms_per_post']} ms,"
+            f" PostgreSQL {step['postgres_cpu_ms_per_post']} ms; receiver CPU per reading"
+            f" {step['receiver_cpu_ms_per_reading']} ms; statuses"
             f" {step['status_counts']}, in the drain {step['drain_status_counts']}"
         )
         if not step["exactly_once"]:

@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jinja2
@@ -63,14 +64,28 @@ def ensure_nginx() -> str:
     return "/usr/sbin/nginx"
 
 
-def render_nginx_conf(work: Path, port: int, backend: str, cert: Path, key: Path) -> Path:
-    """The role's nginx.conf with the role's defaults, pointed at this run's files."""
+def render_nginx_conf(
+    work: Path,
+    port: int,
+    backend: str,
+    cert: Path,
+    key: Path,
+    *,
+    tls: bool = True,
+    upstreams: Sequence[str] = (),
+) -> Path:
+    """The role's nginx.conf with the role's defaults, pointed at this run's files.
+
+    `upstreams` (host:port, several): the one upstream spreads requests over all of them
+    (round robin, a failed one stepped around, as the collection's pool front does) instead
+    of `backend` alone. `tls` False: plain HTTP (cert and key unused)."""
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     environment.filters["bool"] = bool
     text = environment.from_string(TEMPLATE.read_text()).render(
         ansible_managed="rendered by bench/tls_front.py",
         inventory_hostname="bench",
-        beam_receiver_serves_tls=True,
+        beam_receiver_serves_tls=tls,
+        beam_receiver_pooled=False,
         beam_receiver_public_port=port,
         beam_receiver_listen=backend,
         beam_receiver_tls_dir=str(cert.parent),
@@ -83,13 +98,31 @@ def render_nginx_conf(work: Path, port: int, backend: str, cert: Path, key: Path
     text = text.replace(
         "error_log /var/log/nginx/error.log warn;", f"error_log {work}/nginx-error.log warn;"
     )
-    text = text.replace("user www-data;", "")
+    text = text.replace("user www-data;", "worker_rlimit_nofile 16384;")
     # temporary files of buffered bodies go into the work directory too
     text = text.replace(
         "http {",
         f"http {{\n    client_body_temp_path {work}/body;\n    proxy_temp_path {work}/proxy;",
         1,
     )
+    if upstreams:
+        one = f"        server {backend};\n"
+        assert one in text, "the role's nginx.conf has no single upstream server line"
+        text = text.replace(
+            one,
+            "".join(
+                f"        server {address} max_fails=1 fail_timeout=10s;\n" for address in upstreams
+            ),
+            1,
+        )
+        text = text.replace(
+            "        proxy_read_timeout 60s;\n",
+            "        proxy_read_timeout 60s;\n"
+            "        proxy_next_upstream error timeout http_502 http_503 non_idempotent;\n"
+            f"        proxy_next_upstream_tries {len(upstreams)};\n",
+        )
+    for name in ("body", "proxy"):
+        (work / name).mkdir(exist_ok=True)
     path = work / "nginx.conf"
     path.write_text(text)
     return path
@@ -206,8 +239,6 @@ def main() -> None:
     conf = render_nginx_conf(
         work, nginx_port, f"127.0.0.1:{receiver.port}", pki.server.cert, pki.server.key
     )
-    for name in ("body", "proxy"):
-        (work / name).mkdir()
     subprocess.run([nginx, "-t", "-q", "-c", str(conf)], check=True)
     seq = [1]
     lock = threading.Lock()
