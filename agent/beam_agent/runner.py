@@ -38,7 +38,11 @@ class Agent:
         self.stop_event = stop_event or threading.Event()
         self.started_at = time.monotonic()
         self.queue = ReadingQueue(
-            config.state_dir, config.queue.max_readings, config.queue.overflow
+            config.state_dir,
+            config.queue.max_readings,
+            config.queue.overflow,
+            max_bytes=config.queue.max_bytes,
+            min_free_bytes=config.queue.min_free_bytes,
         )
         self.buffer: HandoffBuffer[Reading] = HandoffBuffer()
         self.scheduler = Scheduler(config.sensors, config.device_id, self.buffer.put)
