@@ -231,17 +231,28 @@ def read_meta(conn: sqlite3.Connection, key: str) -> Any:
     return json.loads(row[0]) if row else None
 
 
-def read_status(conn: sqlite3.Connection, now: Optional[datetime] = None) -> dict[str, Any]:
-    """Everything `beam-agent status` shows, from the file alone (works from any process)."""
+def read_status(
+    conn: sqlite3.Connection,
+    now: Optional[datetime] = None,
+    counts: Optional[tuple[int, int, int]] = None,
+) -> dict[str, Any]:
+    """Everything `beam-agent status` shows, from the file alone (works from any process).
+
+    `counts` (depth, stored, dead letters) are the running queue's own: with a full history
+    the COUNT(*)s scan a million rows, which every heartbeat would pay for.
+    """
     now = now or utc_now()
     conn.execute("BEGIN")  # one snapshot, so the numbers agree with each other
     try:
-        depth = conn.execute("SELECT count(*) FROM readings WHERE sent = 0").fetchone()[0]
-        stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        if counts is None:
+            depth = conn.execute("SELECT count(*) FROM readings WHERE sent = 0").fetchone()[0]
+            stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+            dead_letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        else:
+            depth, stored, dead_letters = counts
         oldest = conn.execute(
             "SELECT timestamp FROM readings WHERE sent = 0 ORDER BY seq LIMIT 1"
         ).fetchone()
-        dead_letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         last_dead = conn.execute(
             "SELECT seq, status, reason, dead_lettered_at FROM dead_letters "
             "ORDER BY id DESC LIMIT 1"
@@ -371,6 +382,8 @@ class ReadingQueue:
         self.bound = "max_readings"  # which bound the eviction under way serves, for the log
         self.chunk = max(1, max_readings // 100)
         self.lock = threading.Lock()
+        # Set after each enqueue: an idle pusher sleeps on it instead of polling the store.
+        self.arrived = threading.Event()
         # Row counts kept in memory so that enqueue never runs COUNT(*).
         self.rows = self.unsent = self.dead_letter_rows = 0
         # Seqs handed out by the latest lease, and those of them evicted while in flight:
@@ -502,7 +515,12 @@ class ReadingQueue:
                 self.unsent += len(part)
             self._bound_bytes()
             self._count(enqueued=len(rows))
+        self.arrived.set()
         return list(range(first, first + len(rows)))
+
+    def wake(self) -> None:
+        """Wake whoever waits on `arrived` (a stopping agent's idle pusher)."""
+        self.arrived.set()
 
     def _evict(self, excess: int) -> None:
         """Free at least `excess` rows (in chunks): sent rows first, unsent only when no
@@ -806,7 +824,7 @@ class ReadingQueue:
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            return read_status(self.conn)
+            return read_status(self.conn, counts=(self.unsent, self.rows, self.dead_letter_rows))
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The parked readings with why they were parked, oldest first."""
