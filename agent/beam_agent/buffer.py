@@ -24,6 +24,14 @@ class HandoffBuffer(Generic[T]):
         self.condition = threading.Condition()
         self.refused = 0
         self.wake_at = 1  # how many items wake a waiting taker (raised while it lingers)
+        self.closed = False  # set by close(): a taker no longer waits for items
+
+    def close(self) -> None:
+        """No more waiting: `take` returns at once when empty (the writer is stopping).
+        So the writer can wait long for items and still stop at once."""
+        with self.condition:
+            self.closed = True
+            self.condition.notify_all()
 
     def put(self, item: T) -> bool:
         with self.condition:
@@ -44,7 +52,7 @@ class HandoffBuffer(Generic[T]):
     def take(self, max_items: int, wait_s: float, linger_s: float = 0.0) -> list[T]:
         """Wait up to `wait_s` for an item, then up to `linger_s` more for others to join it."""
         with self.condition:
-            if not self.items:
+            if not self.items and not self.closed:
                 self.condition.wait(wait_s)
             if not self.items:
                 return []

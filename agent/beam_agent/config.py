@@ -56,6 +56,8 @@ class ConfigError(Exception):
 class QueueConfig:
     max_readings: int = 1_000_000
     overflow: str = "drop_oldest"
+    max_bytes: int = 0  # 0: no bound on the database's size
+    min_free_bytes: int = 0  # 0: no bound on the disk space left free
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ TOP_TABLES = ("queue", "push", "telemetry", "sensor")
 QUEUE_OPTIONS = (
     Option("max_readings", int, 1_000_000, minimum=1),
     Option("overflow", str, "drop_oldest", choices=OVERFLOW_POLICIES),
+    Option("max_bytes", int, 0, minimum=0),
+    Option("min_free_bytes", int, 0, minimum=0),
 )
 PUSH_OPTIONS = (
     Option("batch_size", int, 500, minimum=1),

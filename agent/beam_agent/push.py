@@ -40,6 +40,9 @@ READINGS_PATH = "/api/readings"
 MAX_RESPONSE_BYTES = 64 * 1024  # an answer is a small JSON object; an error page may be big
 MAX_RETRY_AFTER_S = 3600.0  # a far-future HTTP date must not park the agent for days
 BACKOFF_CHECK_S = 1.0  # how often a waiting pusher looks whether a heartbeat got through
+# How often an idle pusher (nothing queued) looks at `stop` when nobody wakes it; readings
+# and a stopping runner wake it at once (ReadingQueue.arrived).
+IDLE_CHECK_S = 5.0
 TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")  # what an HTTP header value can carry verbatim
 
 
@@ -544,15 +547,31 @@ class Pusher:
         # Set by receiver_answered() while a back-off may be cut short.
         self.receiver_back = threading.Event()
         self.may_cut_backoff = False
+        self.idle = False  # the last drain found nothing queued
 
     def run(self, stop: threading.Event) -> None:
         """Drain every interval (a drain keeps going at once while batches come back full),
         back off on failure; on `stop`, finish the request in flight (bounded by the client's
-        timeout) and return."""
+        timeout) and return. With nothing queued it sleeps until readings arrive, instead of
+        waking every interval to find nothing: the first readings go at once, and the
+        interval after each push still gathers the next ones into a batch."""
         while not stop.is_set():
             delay = self.cycle(stop)
-            if self.wait(delay, stop):
+            if self.idle:
+                if self.wait_for_readings(stop):
+                    break
+            elif self.wait(delay, stop):
                 break
+
+    def wait_for_readings(self, stop: threading.Event) -> bool:
+        """Sleep until the queue has readings; True once stop is set."""
+        self.queue.arrived.clear()
+        while self.queue.depth() == 0:  # after clear(): a reading queued since is seen here
+            if stop.is_set():
+                return True
+            if self.queue.arrived.wait(IDLE_CHECK_S):
+                self.queue.arrived.clear()
+        return stop.is_set()
 
     def receiver_answered(self) -> None:
         """Another request (a heartbeat) got through: end a back-off early.
@@ -584,10 +603,12 @@ class Pusher:
             result = drain(self.queue, self.client, self.batch_size, stop)
         except Exception:
             log.exception("push failed")
+            self.idle = False
             self.last_delay = self.backoff.next_delay()
             self.may_cut_backoff = True
             return self.last_delay
         self.last_result = result
+        self.idle = result.failure is None and result.requests == 0
         if result.failure is None:
             if result.requests and self.failures.recovered():
                 log.info("receiver accepts readings again (%s)", result.summary())

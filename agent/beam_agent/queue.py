@@ -15,6 +15,14 @@ every insert. Which rows go is the overflow policy: `drop_oldest`, or `thin`, wh
 rows evenly across the whole span (densest stretches first) so that the history keeps its
 shape, first and last reading included, at a lower resolution.
 
+The disk can bound the store too: `max_bytes` caps the database's used pages, and
+`min_free_bytes` keeps that much of the file system free (both off at 0). After each write
+the queue measures itself (page_count - freelist_count) and, while it is over the tighter of
+the two, evicts in the same order and with the same policy as for `max_readings`: sent rows,
+then dead letters (the receiver refused them for good), then unsent rows, each counted as
+evicted, dead_letters_evicted or dropped. Freed pages go to SQLite's freelist and are reused,
+so the file stops growing at about the bound plus one write batch; it is never shrunk.
+
 One connection guarded by a lock serves the agent's threads; `beam-agent status` and
 `export` open the same file read-only from another process (`read_status`, `read_export`).
 """
@@ -23,13 +31,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from beam_agent.reading import Reading, format_timestamp, parse_timestamp, utc_now
 
@@ -50,6 +59,20 @@ COUNTER_NAMES = (
 )
 EXPORT_PAGE = 1000
 BUSY_TIMEOUT_S = 30.0
+# The write-ahead log is cut back to this after a checkpoint, so that a disk bound is not
+# undone by a log that once grew large and kept its size. With a disk bound the log is
+# checkpointed (and cut back) at a quarter of SQLite's default, so that on a small disk it
+# does not take the room the readings should have.
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+BOUNDED_WAL_PAGES = 250
+BOUNDED_WAL_SIZE_LIMIT = 1024 * 1024
+
+
+def disk_free(path: Path) -> int:
+    """Bytes an unprivileged process can still write on the file system holding `path`."""
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
 
 SCHEMA = """
 CREATE TABLE readings (
@@ -209,17 +232,28 @@ def read_meta(conn: sqlite3.Connection, key: str) -> Any:
     return json.loads(row[0]) if row else None
 
 
-def read_status(conn: sqlite3.Connection, now: Optional[datetime] = None) -> dict[str, Any]:
-    """Everything `beam-agent status` shows, from the file alone (works from any process)."""
+def read_status(
+    conn: sqlite3.Connection,
+    now: Optional[datetime] = None,
+    counts: Optional[tuple[int, int, int]] = None,
+) -> dict[str, Any]:
+    """Everything `beam-agent status` shows, from the file alone (works from any process).
+
+    `counts` (depth, stored, dead letters) are the running queue's own: with a full history
+    the COUNT(*)s scan a million rows, which every heartbeat would pay for.
+    """
     now = now or utc_now()
     conn.execute("BEGIN")  # one snapshot, so the numbers agree with each other
     try:
-        depth = conn.execute("SELECT count(*) FROM readings WHERE sent = 0").fetchone()[0]
-        stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        if counts is None:
+            depth = conn.execute("SELECT count(*) FROM readings WHERE sent = 0").fetchone()[0]
+            stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+            dead_letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        else:
+            depth, stored, dead_letters = counts
         oldest = conn.execute(
             "SELECT timestamp FROM readings WHERE sent = 0 ORDER BY seq LIMIT 1"
         ).fetchone()
-        dead_letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         last_dead = conn.execute(
             "SELECT seq, status, reason, dead_lettered_at FROM dead_letters "
             "ORDER BY id DESC LIMIT 1"
@@ -305,6 +339,7 @@ WHERE ((c.pos - p.start + 1) * p.take + p.size / 2) / p.size
     > ((c.pos - p.start) * p.take + p.size / 2) / p.size
 """
 OLDEST = "SELECT seq FROM readings WHERE sent = ? ORDER BY seq LIMIT ?"
+RUN = "SELECT seq FROM readings WHERE sent = ? AND seq >= ? ORDER BY seq LIMIT ?"
 
 
 def thinning_plan(rows: Sequence[int], candidates: Sequence[int], count: int) -> list[int]:
@@ -349,12 +384,23 @@ class ReadingQueue:
     """The agent's store of readings: seq assignment, bound, lease/ack, dead letters, counters."""
 
     def __init__(
-        self, state_dir: Path, max_readings: int = 1_000_000, overflow: str = "drop_oldest"
+        self,
+        state_dir: Path,
+        max_readings: int = 1_000_000,
+        overflow: str = "drop_oldest",
+        max_bytes: int = 0,
+        min_free_bytes: int = 0,
+        free_space: Callable[[Path], int] = disk_free,
     ) -> None:
-        if isinstance(max_readings, bool) or not isinstance(max_readings, int):
-            raise ValueError(f"max_readings must be an integer, not {max_readings!r}")
-        if max_readings < 1:
-            raise ValueError(f"max_readings must be at least 1, not {max_readings}")
+        for name, value, least in (
+            ("max_readings", max_readings, 1),
+            ("max_bytes", max_bytes, 0),
+            ("min_free_bytes", min_free_bytes, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, not {value!r}")
+            if value < least:
+                raise ValueError(f"{name} must be at least {least}, not {value}")
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(
                 f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, not {overflow!r}"
@@ -363,8 +409,14 @@ class ReadingQueue:
         self.path = database_path(self.state_dir)
         self.max_readings = max_readings
         self.overflow = overflow
+        self.max_bytes = max_bytes
+        self.min_free_bytes = min_free_bytes
+        self.free_space = free_space  # a parameter so tests can stand in a small disk
+        self.bound = "max_readings"  # which bound the eviction under way serves, for the log
         self.chunk = max(1, max_readings // 100)
         self.lock = threading.Lock()
+        # Set after each enqueue: an idle pusher sleeps on it instead of polling the store.
+        self.arrived = threading.Event()
         # Row counts kept in memory so that enqueue never runs COUNT(*).
         self.rows = self.unsent = self.dead_letter_rows = 0
         self.seen_version = -1  # SQLite's data_version when the counts were last right
@@ -389,6 +441,11 @@ class ReadingQueue:
         if str(mode).lower() != "wal":
             log.warning("%s: WAL journal mode unavailable (got %s)", self.path, mode)
         self.conn.execute("PRAGMA synchronous=FULL")
+        if self.max_bytes or self.min_free_bytes:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint={BOUNDED_WAL_PAGES}")
+            self.conn.execute(f"PRAGMA journal_size_limit={BOUNDED_WAL_SIZE_LIMIT}")
+        else:
+            self.conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         with self._transaction():
             version = check_schema(self.conn, self.path)
             if version == 0:
@@ -406,6 +463,9 @@ class ReadingQueue:
         if self.rows > self.max_readings:  # the bound was lowered since the last run
             with self._transaction():
                 self._evict(self.rows - self.max_readings)
+        if self.max_bytes or self.min_free_bytes:  # so may a disk bound have been
+            with self._transaction():
+                self._bound_bytes()
 
     def _create_schema(self) -> None:
         # executescript would COMMIT our transaction; run the statements one by one instead.
@@ -504,8 +564,14 @@ class ReadingQueue:
                 )
                 self.rows += len(part)
                 self.unsent += len(part)
+            self._bound_bytes()
             self._count(enqueued=len(rows))
+        self.arrived.set()
         return list(range(first, first + len(rows)))
+
+    def wake(self) -> None:
+        """Wake whoever waits on `arrived` (a stopping agent's idle pusher)."""
+        self.arrived.set()
 
     def _evict(self, excess: int) -> None:
         """Free at least `excess` rows (in chunks): sent rows first, unsent only when no
@@ -520,10 +586,72 @@ class ReadingQueue:
             self._delete(1, sent)
         self._delete(0, min(self.unsent, max(excess - sent, self.chunk)))
 
-    def _delete(self, sent: int, count: int) -> None:
+    # -- the disk bound -----------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        """Bytes of the database in use: its pages less those on the freelist (reusable).
+        Inside a write transaction this includes the transaction's own changes."""
+        page_size, pages, free = (
+            self.conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("page_size", "page_count", "freelist_count")
+        )
+        return int(page_size * (pages - free))
+
+    def byte_limit(self) -> Optional[int]:
+        """How many bytes the database may use now: `max_bytes`, and what keeps
+        `min_free_bytes` free; None: no bound.
+
+        The file's free pages are room that takes no more disk. Pages past the end of the
+        file are not: in WAL mode new pages live in the log until a checkpoint writes them
+        into the file, so the disk has not paid for them yet. Hence the file's size on disk,
+        not the page count, where the page count is larger.
+        """
+        limits = [self.max_bytes] if self.max_bytes else []
+        if self.min_free_bytes:
+            page_size, pages = (
+                self.conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("page_size", "page_count")
+            )
+            on_disk = min(page_size * pages, self.path.stat().st_size)
+            limits.append(on_disk + self.free_space(self.state_dir) - self.min_free_bytes)
+        return min(limits) if limits else None
+
+    def _bound_bytes(self) -> None:
+        """Evict until the database uses no more than `byte_limit()`: sent rows, then dead
+        letters, then unsent rows, by the overflow policy. Runs inside the caller's
+        transaction. SQLite frees a page only when it empties (or falls under a third full
+        and is merged), so after a round that freed nothing the next one takes twice as much."""
+        limit = self.byte_limit()
+        if limit is None:
+            return
+        self.bound = "max_bytes" if limit == self.max_bytes else "min_free_bytes"
+        take = 0
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        try:
+            used = self.used_bytes()
+            while used > limit and self.rows + self.dead_letter_rows:
+                stored = self.rows + self.dead_letter_rows
+                share = -(-(used - limit) * stored // used)  # rows that hold the excess
+                take = max(share, stored // 100, 2 * take, 1)
+                # Two pages' worth of rows: a run that long empties at least one page.
+                run = 2 * -(-stored * page_size // used)
+                sent = self.rows - self.unsent
+                if sent:
+                    self._delete(1, min(sent, take), run)
+                elif self.dead_letter_rows:
+                    self._evict_dead_letters(min(self.dead_letter_rows, take))
+                else:
+                    self._delete(0, min(self.unsent, take), run)
+                before, used = used, self.used_bytes()
+                if used < before:
+                    take = 0
+        finally:
+            self.bound = "max_readings"
+
+    def _delete(self, sent: int, count: int, run: int = 1) -> None:
         seqs: list[int] = []
         while len(seqs) < count:
-            victims = self._victims(sent, count - len(seqs))
+            victims = self._victims(sent, count - len(seqs), run)
             self.conn.executemany("DELETE FROM readings WHERE seq = ?", [(s,) for s in victims])
             seqs.extend(victims)
         self.rows -= len(seqs)
@@ -534,19 +662,46 @@ class ReadingQueue:
         self.evicted_in_flight.update(self.in_flight.intersection(seqs))
         self._count(dropped=len(seqs))
         log.warning(
-            "queue full (%d readings): dropped %d undelivered readings (overflow=%s)",
-            self.max_readings,
+            "queue full (%s): dropped %d undelivered readings (overflow=%s)",
+            self._bound_text(),
             len(seqs),
             self.overflow,
         )
 
-    def _victims(self, sent: int, count: int) -> list[int]:
-        """Up to `count` rows of one class to delete (at least one while any are left)."""
+    def _bound_text(self) -> str:
+        if self.bound == "max_bytes":
+            return f"max_bytes {self.max_bytes}"
+        if self.bound == "min_free_bytes":
+            return f"min_free_bytes {self.min_free_bytes} of free disk"
+        return f"{self.max_readings} readings"
+
+    def _victims(self, sent: int, count: int, run: int = 1) -> list[int]:
+        """Up to `count` rows of one class to delete (at least one while any are left).
+
+        `run` > 1 thins in runs of that many neighbouring rows: the disk bound needs whole
+        pages emptied, and single rows taken evenly leave every page partly full."""
         if self.overflow == "thin":
-            victims = self._thin(sent, count)
+            if run > 1 and count >= 2 * run:
+                victims = self._thin_runs(sent, count, run)
+            else:
+                victims = self._thin(sent, count)
             if victims:
                 return victims
         return [row[0] for row in self.conn.execute(OLDEST, (sent, count))]
+
+    def _thin_runs(self, sent: int, count: int, run: int) -> list[int]:
+        """About `count` rows in runs of `run`, the runs spread as `_thin` spreads rows;
+        the class's first and last rows stay, as they do when thinning row by row."""
+        first, last = self.conn.execute(
+            "SELECT min(seq), max(seq) FROM readings WHERE sent = ?", (sent,)
+        ).fetchone()
+        victims: set[int] = set()
+        for start in self._thin(sent, count // run):
+            rows = self.conn.execute(RUN, (sent, start, run)).fetchall()
+            victims.update(row[0] for row in rows)
+        victims.discard(first)
+        victims.discard(last)
+        return sorted(victims)[:count]
 
     def _thin(self, sent: int, count: int) -> list[int]:
         first, last = self.conn.execute(
@@ -647,6 +802,7 @@ class ReadingQueue:
             self.dead_letter_rows += moved
             self.in_flight.difference_update(s for s in seqs if s is not None)
             self._bound_dead_letters()
+            self._bound_bytes()
         if moved:
             log.warning("dead-lettered %d readings (status %s): %s", moved, status, reason)
         return moved
@@ -657,7 +813,9 @@ class ReadingQueue:
         excess = self.dead_letter_rows - self.max_readings
         if excess <= 0:
             return
-        count = min(self.dead_letter_rows, max(excess, self.chunk))
+        self._evict_dead_letters(min(self.dead_letter_rows, max(excess, self.chunk)))
+
+    def _evict_dead_letters(self, count: int) -> None:
         self.conn.execute(
             "DELETE FROM dead_letters WHERE id IN "
             "(SELECT id FROM dead_letters ORDER BY id LIMIT ?)",
@@ -665,7 +823,11 @@ class ReadingQueue:
         )
         self.dead_letter_rows -= count
         self._count(dead_letters_evicted=count)
-        log.warning("dead-letter table full: removed the %d oldest dead letters", count)
+        log.warning(
+            "dead-letter table full (%s): removed the %d oldest dead letters",
+            self._bound_text(),
+            count,
+        )
 
     def resend(self, status: Optional[int] = None) -> tuple[list[int], int]:
         """Move dead letters (those parked with `status`, or all) back into the queue with
@@ -779,7 +941,7 @@ class ReadingQueue:
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            return read_status(self.conn)
+            return read_status(self.conn, counts=(self.unsent, self.rows, self.dead_letter_rows))
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The parked readings with why they were parked, oldest first."""

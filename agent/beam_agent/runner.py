@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_BUDGET_S = 8.0  # the contract promises exit within 10 s of SIGTERM
 WRITE_BATCH = 2000
 WRITE_LINGER_S = 0.25
+WRITE_IDLE_WAIT_S = 30.0  # an idle writer sleeps this long; a reading or close() wakes it
 STATS_EVERY_S = 5.0
 
 
@@ -38,7 +39,11 @@ class Agent:
         self.stop_event = stop_event or threading.Event()
         self.started_at = time.monotonic()
         self.queue = ReadingQueue(
-            config.state_dir, config.queue.max_readings, config.queue.overflow
+            config.state_dir,
+            config.queue.max_readings,
+            config.queue.overflow,
+            max_bytes=config.queue.max_bytes,
+            min_free_bytes=config.queue.min_free_bytes,
         )
         self.buffer: HandoffBuffer[Reading] = HandoffBuffer()
         self.scheduler = Scheduler(config.sensors, config.device_id, self.buffer.put)
@@ -54,6 +59,7 @@ class Agent:
             self.queue, self.client, config.push.batch_size, config.push.interval_ms
         )
         self.writer_done = threading.Event()
+        self.saved_stats: Optional[dict[str, dict[str, Any]]] = None
         self.threads = {
             "writer": threading.Thread(target=self._write_loop, name="writer", daemon=True),
             "pusher": threading.Thread(
@@ -87,8 +93,10 @@ class Agent:
     def shutdown(self) -> int:
         deadline = time.monotonic() + SHUTDOWN_BUDGET_S
         systemd.stopping()
+        self.queue.wake()  # an idle pusher sleeps until readings arrive: stop it now
         self.scheduler.stop(timeout=2.0)
         self.writer_done.set()
+        self.buffer.close()
         self.threads["writer"].join(max(0.1, deadline - time.monotonic()))
         for name in ("pusher", "telemetry"):
             self.threads[name].join(max(0.1, deadline - time.monotonic()))
@@ -107,7 +115,7 @@ class Agent:
     def _write_loop(self) -> None:
         """Commit readings in groups; keep going until stopping and the buffer is empty."""
         while True:
-            batch = self.buffer.take(WRITE_BATCH, wait_s=1.0, linger_s=WRITE_LINGER_S)
+            batch = self.buffer.take(WRITE_BATCH, wait_s=WRITE_IDLE_WAIT_S, linger_s=WRITE_LINGER_S)
             if batch:
                 try:
                     self.queue.enqueue(batch)
@@ -119,10 +127,17 @@ class Agent:
                 return
 
     def _save_sensor_stats(self) -> None:
+        """Write the sensors' statistics for `status`, only when they changed: a commit
+        (and its fsync) every few seconds with nothing new is most of an idle agent's work."""
+        stats = self.scheduler.stats()
+        if stats == self.saved_stats:
+            return
         try:
-            self.queue.record_sensor_stats(self.scheduler.stats())
+            self.queue.record_sensor_stats(stats)
         except Exception:
             log.exception("could not save sensor statistics")
+        else:
+            self.saved_stats = stats
 
     def _telemetry_loop(self) -> None:
         ip_address = local_ip_address(self.config.api_url)

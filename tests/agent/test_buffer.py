@@ -51,3 +51,22 @@ def test_put_back_keeps_order_ahead_of_newer_items() -> None:
     buffer.put(5)
     buffer.put_back(batch)
     assert buffer.take(10, wait_s=0) == [0, 1, 2, 3, 4, 5]
+
+
+def test_close_ends_a_long_wait_and_every_later_one() -> None:
+    # The runner's writer waits long for readings; stopping closes the buffer instead.
+    buffer: HandoffBuffer[int] = HandoffBuffer()
+    taken: list[list[int]] = []
+    taker = threading.Thread(target=lambda: taken.append(buffer.take(10, wait_s=60)))
+    taker.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    buffer.close()
+    taker.join(10)
+    assert not taker.is_alive() and taken == [[]]
+    assert time.monotonic() - started < 5
+    started = time.monotonic()
+    assert buffer.take(10, wait_s=60) == []  # closed before the wait: no wait at all
+    assert time.monotonic() - started < 5
+    buffer.put(7)  # what sensors hand over while stopping is still taken
+    assert buffer.take(10, wait_s=60) == [7]

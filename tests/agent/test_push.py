@@ -539,3 +539,56 @@ def test_backoff_is_capped_exponential_with_full_jitter() -> None:
     real = Backoff(base_s=2.0, cap_s=10.0)
     for _ in range(50):
         assert 0.0 <= real.next_delay() <= 10.0
+
+
+class CountingQueue(ReadingQueue):
+    """A real queue that counts how often the pusher asks it for a batch."""
+
+    leases = 0
+
+    def lease(self, limit: int) -> list[Reading]:
+        self.leases += 1
+        return super().lease(limit)
+
+
+def test_an_idle_pusher_sleeps_until_readings_arrive_then_sends_at_once(
+    receiver: ReceiverDouble, tmp_path: Path, make_client: MakeClient
+) -> None:
+    # Nothing queued: no lease every interval (no work when nothing is due). A reading
+    # wakes it and goes at once, not an interval later.
+    queue = CountingQueue(tmp_path / "counting")
+    pusher = Pusher(queue, make_client(), batch_size=50, interval_ms=50)
+    stop = threading.Event()
+    thread = threading.Thread(target=pusher.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: pusher.idle, 30, "the pusher to find the queue empty")
+        leases = queue.leases
+        threading.Event().wait(1.0)  # twenty intervals
+        assert queue.leases == leases  # it slept through them
+        queue.enqueue(readings(3))
+        wait_for(lambda: queue.depth() == 0, 30, "the readings to be delivered")
+        assert receiver.stored_seqs(DEVICE) == {1, 2, 3}
+        wait_for(lambda: pusher.idle, 30, "the pusher to be idle again")
+        stop.set()
+        queue.wake()  # what the runner does when it stops: the idle wait ends at once
+        thread.join(30)
+    finally:
+        stop.set()
+        queue.wake()
+        thread.join(30)
+    assert not thread.is_alive()
+    queue.close()
+
+
+def test_an_idle_pusher_notices_stop_without_a_wake(
+    queue: ReadingQueue, make_client: MakeClient
+) -> None:
+    pusher = Pusher(queue, make_client(), batch_size=50, interval_ms=50)
+    stop = threading.Event()
+    thread = threading.Thread(target=pusher.run, args=(stop,))
+    thread.start()
+    wait_for(lambda: pusher.idle, 30, "the pusher to find the queue empty")
+    stop.set()  # no wake: the idle wait looks at stop every few seconds
+    thread.join(30)
+    assert not thread.is_alive()

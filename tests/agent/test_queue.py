@@ -578,4 +578,22 @@ def test_resend_never_drops_undelivered_readings_to_make_room(tmp_path: Path) ->
     queue.ack([r.seq for r in queue.lease(100) if r.seq is not None])
     assert queue.resend() == ([3, 4, 5, 6], 0)  # room again: delivered rows make way
     assert queue.counters()["dropped"] == 0 and queue.stored() <= 10
+
+
+def test_the_running_queues_status_counts_agree_with_the_file(tmp_path: Path) -> None:
+    # status() (the heartbeat's) uses the in-memory counts, not COUNT(*) over the history;
+    # another process counts the rows; both must say the same after any mix of operations.
+    queue = ReadingQueue(tmp_path / "state", max_readings=50, overflow="thin")
+    queue.enqueue(readings(40))
+    queue.ack([r.seq for r in queue.lease(15) if r.seq is not None])
+    queue.dead_letter([r.seq for r in queue.lease(5) if r.seq is not None], 400, "bad")
+    queue.enqueue(readings(30))  # over the bound: evictions
+    mine, theirs = queue.status(), ReadingQueue.read_status(tmp_path / "state")
+    for key in ("depth", "stored", "dead_letters", "oldest_queued", "counters"):
+        assert mine[key] == theirs[key], key
+    assert (mine["depth"], mine["stored"], mine["dead_letters"]) == (
+        queue.depth(),
+        queue.stored(),
+        5,
+    )
     queue.close()

@@ -172,8 +172,8 @@ class MqttDriver(Driver):
         return self.skip.count
 
     def stream(self, emit: Emit, stop: threading.Event) -> None:
-        client = self._connect()
         try:
+            client = self._connect()
             while not stop.is_set():
                 self._loop(client)
                 for sample in self._take():
@@ -183,8 +183,8 @@ class MqttDriver(Driver):
 
     def read(self) -> list[Sample]:
         deadline = time.monotonic() + self.config["timeout_s"]
-        client = self._connect()
         try:
+            client = self._connect()
             while time.monotonic() < deadline:
                 self._loop(client)
                 samples = self._take()

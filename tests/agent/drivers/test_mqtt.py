@@ -387,3 +387,10 @@ def test_check_config_names_the_sensor_and_the_bad_topic(tmp_path: Path) -> None
         f"{config}: sensor[0] (plugs).topics: item 1 '#' must be a whole level and the last "
         "one, got 'tele/#/x'"
     ]
+
+
+def test_a_failed_connect_leaves_no_client_behind(password_broker: Mosquitto) -> None:
+    driver = driver_for(password_broker.port)  # anonymous: refused
+    with pytest.raises(DriverError, match="Not authorized"):
+        driver.read()
+    assert driver.client is None and not driver.subscribed
