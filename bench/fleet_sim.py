@@ -68,6 +68,9 @@ prints where their time goes (own time per function, and time inside a few chose
 (beam_agent.config: PushConfig, TelemetryConfig), so a run with no such option measures the
 fleet as the agent ships.
 
+Figures (SQLite, PostgreSQL, two receivers behind nginx, 1 s and 10 s pushes) and the
+commands that produce them: docs/receiver.md, "Scaling: a simulated fleet over real HTTP".
+
 Run: .venv/bin/python bench/fleet_sim.py [--nodes 500,1000,2000,3000,5000] [--rate 1]
      [--push-interval-ms 1000,10000] [--seconds 30] [--processes 2] [--profile]
      [--backend sqlite|postgres] [--receivers N] [--nginx] [--tls]
