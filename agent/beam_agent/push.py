@@ -584,13 +584,15 @@ class Pusher:
             self.receiver_back.set()
 
     def wait(self, delay: float, stop: threading.Event) -> bool:
-        """Sleep delay s, less if receiver_answered() ends a back-off; True once stop is set."""
+        """Sleep delay s, less if receiver_answered() ends a back-off; True once stop is set.
+        Only a back-off that may be cut short looks every second; an interval is one sleep."""
         deadline = time.monotonic() + delay
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return stop.is_set()
-            if stop.wait(min(remaining, BACKOFF_CHECK_S)):
+            step = min(remaining, BACKOFF_CHECK_S) if self.may_cut_backoff else remaining
+            if stop.wait(step):
                 return True
             if self.receiver_back.is_set():
                 return False

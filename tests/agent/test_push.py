@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 
@@ -592,3 +592,26 @@ def test_an_idle_pusher_notices_stop_without_a_wake(
     stop.set()  # no wake: the idle wait looks at stop every few seconds
     thread.join(30)
     assert not thread.is_alive()
+
+
+class CountingEvent(threading.Event):
+    """A stop event that counts the sleeps taken on it."""
+
+    sleeps = 0
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        self.sleeps += 1
+        return super().wait(timeout)
+
+
+def test_an_interval_is_one_sleep_and_only_a_back_off_looks_every_second(
+    queue: ReadingQueue, make_client: MakeClient
+) -> None:
+    pusher = Pusher(queue, make_client(), batch_size=50, interval_ms=50)
+    stop = CountingEvent()
+    assert pusher.wait(2.5, stop) is False
+    assert stop.sleeps == 1  # no wake-up every second to look for a heartbeat
+    pusher.may_cut_backoff = True  # a back-off a heartbeat may end
+    stop.sleeps = 0
+    assert pusher.wait(2.5, stop) is False
+    assert stop.sleeps >= 3
