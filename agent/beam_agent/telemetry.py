@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -53,6 +56,29 @@ def system_vitals() -> dict[str, Any]:
     return vitals
 
 
+RELEASE_RECORD = "release.json"
+RELEASE_KEYS = ("active", "previous", "changed_at", "changed_by")
+
+
+def release_record(prefix: Optional[str] = None) -> Optional[dict[str, Optional[str]]]:
+    """Which release this node runs and which it ran before, from the record beam.fleet
+    keeps beside its releases (ROOT/release.json, ROOT/releases/<version>/venv = sys.prefix).
+
+    None when the agent does not run from such a release (a pip install, a source tree) or
+    the record cannot be read: the heartbeat must never fail for it.
+    """
+    venv = Path(prefix if prefix is not None else sys.prefix)
+    if venv.name != "venv" or venv.parent.parent.name != "releases":
+        return None
+    try:
+        data = json.loads((venv.parent.parent.parent / RELEASE_RECORD).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {key: data[key] if isinstance(data.get(key), str) else None for key in RELEASE_KEYS}
+
+
 def heartbeat(
     config: AgentConfig,
     queue_status: Mapping[str, Any],
@@ -76,6 +102,8 @@ def heartbeat(
         "last_seq": counters.get("last_seq"),
         "handoff_refused": queue_status.get("handoff_refused", 0),
         "sensor_errors": {name: stats.get("errors", 0) for name, stats in sensor_stats.items()},
+        # The node's active and previous release (beam.fleet's record), for the fleet view.
+        "release": release_record(),
         **system_vitals(),
     }
     return {

@@ -40,6 +40,20 @@ def reported_config_error(metrics: Mapping[str, Any]) -> Optional[dict[str, Any]
     }
 
 
+RELEASE_KEYS = ("active", "previous", "changed_at", "changed_by")
+
+
+def reported_release(metrics: Mapping[str, Any]) -> Optional[dict[str, Optional[str]]]:
+    """The node's active and previous release from its heartbeat (`metrics.release`, from
+    beam.fleet's record on the node), or None; anything but short strings is dropped."""
+    value = metrics.get("release")
+    if not isinstance(value, dict):
+        return None
+    return {
+        key: value[key][:200] if isinstance(value.get(key), str) else None for key in RELEASE_KEYS
+    }
+
+
 def summarize_node(
     node_id: str,
     row: Optional[Mapping[str, Any]],
@@ -82,6 +96,7 @@ def summarize_node(
         "dead_letters": reported_count(metrics, "dead_letters"),
         # Its pushes go nowhere because its api_url is wrong: readings pile up on the node.
         "config_error": reported_config_error(metrics),
+        "release": reported_release(metrics),
         "hostname": reported.get("hostname"),
         "ip_address": reported.get("ip_address"),
         "tags": tags,

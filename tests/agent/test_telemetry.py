@@ -36,3 +36,36 @@ def test_heartbeat_carries_dead_letters_now_and_the_config_error(
 
     queue.record_push_result(True, "HTTP 200: delivered 3", AT)  # fixed: no error shown
     assert heartbeat(config, queue.status(), {}, 0.0, None)["metrics"]["config_error"] is None
+
+
+def test_the_heartbeat_reports_the_release_beam_fleet_recorded(tmp_path: Path) -> None:
+    """A node installed by beam.fleet runs from ROOT/releases/<version>/venv; ROOT/release.json
+    says which release is active and which was before (the fleet view shows both)."""
+    import json
+
+    from beam_agent.telemetry import release_record
+
+    venv = tmp_path / "agent" / "releases" / "1.1.0" / "venv"
+    venv.mkdir(parents=True)
+    assert release_record(str(venv)) is None  # no record yet
+    (tmp_path / "agent" / "release.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "active": "1.1.0",
+                "previous": "1.0.0",
+                "changed_at": "2026-12-04T10:00:00Z",
+                "changed_by": "ops@laptop",
+                "history": [],
+            }
+        )
+    )
+    assert release_record(str(venv)) == {
+        "active": "1.1.0",
+        "previous": "1.0.0",
+        "changed_at": "2026-12-04T10:00:00Z",
+        "changed_by": "ops@laptop",
+    }
+    (tmp_path / "agent" / "release.json").write_text("{not json")
+    assert release_record(str(venv)) is None  # a broken record never breaks the heartbeat
+    assert release_record(str(tmp_path)) is None  # not a beam.fleet release: a pip install

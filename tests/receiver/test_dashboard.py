@@ -476,3 +476,23 @@ def test_a_dashboard_session_reads_the_api_the_charts_use(client: FlaskClient) -
         },
     ).get_json()
     assert [(b["count"], b["avg"]) for b in series["buckets"]] == [(1, 38)]
+
+
+def test_each_node_shows_its_active_and_previous_release(client: FlaskClient) -> None:
+    """From the heartbeat's metrics.release (beam.fleet's record on the node)."""
+    release = {
+        "active": "1.1.0",
+        "previous": "1.0.0",
+        "changed_at": "2026-12-04T10:00:00Z",
+        "changed_by": "ops@laptop",
+    }
+    send_heartbeat(
+        client, "beamrider-0001", ago_s=0, software_version="1.1.0", metrics={"release": release}
+    )
+    node = client.get("/api/nodes/beamrider-0001", headers={"Authorization": "Bearer ops-token"})
+    assert node.get_json()["release"] == release
+    log_in(client)
+    fleet = client.get("/").get_data(as_text=True)
+    assert "(was 1.0.0)" in fleet
+    page = client.get("/nodes/beamrider-0001").get_data(as_text=True)
+    assert "1.1.0, before: 1.0.0 (switched 2026-12-04T10:00:00Z by ops@laptop)" in page
