@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,14 @@ def stored_seqs(host, device_id):
         after = page.get("next")
         if not after:
             return seqs
+
+
+def wait_for(read, done, timeout_s=90.0, every_s=2.0):
+    """Read until done(value) holds or time runs out (then the last value, for the assert);
+    generous for a loaded 2-core machine."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(every_s)

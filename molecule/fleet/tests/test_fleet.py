@@ -1,7 +1,6 @@
 """The fleet end to end: every agent's readings reached the receiver, the report says online."""
 
 import json
-import time
 
 from conftest import (
     FLEET_AGENTS as AGENTS,
@@ -11,20 +10,11 @@ from conftest import (
     operator_playbook,
     stored_seqs,
     unit_exposure,
+    wait_for,
 )
 
 RECEIVER = "beam-mol-fleet-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
-
-
-def wait_for(read, done, timeout_s=90.0, every_s=2.0):
-    """Read until done(value) holds or time runs out; generous for a loaded 2-core machine."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(every_s)
 
 
 def test_every_agent_delivered_readings(host):

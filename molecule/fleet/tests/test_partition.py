@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from conftest import FLEET_AGENTS as AGENTS
-from conftest import stored_seqs
+from conftest import stored_seqs, wait_for
 
 RECEIVER = "beam-mol-fleet-rx"
 NETWORK = "beam-mol-fleet"
@@ -30,7 +30,6 @@ LAST_SEQ = (
     "import sqlite3; c = sqlite3.connect('file:/var/lib/beam-agent/queue.db?mode=ro', uri=True);"
     " print(c.execute('SELECT max(seq) FROM readings').fetchone()[0])"
 )
-T = TypeVar("T")
 
 
 def docker(*args: str) -> str:
@@ -53,15 +52,6 @@ def agent_status(container: str) -> dict[str, Any]:
 
 def agent_last_seq(container: str) -> int:
     return int(on_agent(container, f'python3 -c "{LAST_SEQ}"').strip())
-
-
-def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(5)
 
 
 def receiver_aliases() -> list[str]:
@@ -106,6 +96,7 @@ def test_agents_buffer_through_a_partition_and_drain_after(host):
         delivered,
         lambda now: all(now[AGENTS[name]] >= last_seq[name] for name in AGENTS),
         DRAIN_TIMEOUT_S,
+        every_s=5.0,
     )
     drain_s = time.monotonic() - started - partition_s
     lines = []

@@ -14,27 +14,13 @@ seconds.
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
-
-from conftest import FLEET_AGENTS, stored_seqs
+from conftest import FLEET_AGENTS, stored_seqs, wait_for
 
 FRONT = "beam-mol-fleet-rx"
 OTHER = "beam-mol-fleet-rx2"
 testinfra_hosts = ["ansible://" + OTHER]  # reads go to rx2's receiver: rx's is the one killed
 
 OUTAGE_S = 30.0
-T = TypeVar("T")
-
-
-def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(2)
-
-
 def newest(host) -> dict[str, int]:
     return {device: max(stored_seqs(host, device)) for device in FLEET_AGENTS.values()}
 

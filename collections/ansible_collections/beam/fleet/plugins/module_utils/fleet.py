@@ -182,12 +182,17 @@ def receiver_scheme(node):
     return "http" if node.get("beam_receiver_tls") is False else "https"
 
 
+def _address(node):
+    """How the other hosts reach a node: its ansible_host, else its inventory name."""
+    return node.get("ansible_host") or node["host"]
+
+
 def _receiver_url(node):
     url = node.get("beam_receiver_url")
     if url:
         return str(url).rstrip("/")
     scheme = receiver_scheme(node)
-    address = node.get("ansible_host") or node["host"]
+    address = _address(node)
     port = node.get("beam_receiver_port")
     if port in (None, "", DEFAULT_PORTS[scheme]):
         return "%s://%s" % (scheme, address)
@@ -383,10 +388,6 @@ def validate_fleet(nodes, groups=None, today=None):
                 % (host, ", ".join(receivers))
             )
     return records, sorted(problems)
-
-
-def _address(node):
-    return node.get("ansible_host") or node["host"]
 
 
 def _database_of(record):
