@@ -57,7 +57,7 @@ def system_vitals() -> dict[str, Any]:
 
 
 RELEASE_RECORD = "release.json"
-RELEASE_KEYS = ("active", "previous", "changed_at", "changed_by")
+RELEASE_KEYS = ("active", "previous", "changed_at", "changed_by", "rolled_back_from", "rollout")
 
 
 def release_record(prefix: Optional[str] = None) -> Optional[dict[str, Optional[str]]]:

@@ -6,8 +6,9 @@ inside an app context (a request, or `with app.app_context():`).
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from beam_receiver.inventory import ExpectedNode
@@ -40,7 +41,10 @@ def reported_config_error(metrics: Mapping[str, Any]) -> Optional[dict[str, Any]
     }
 
 
-RELEASE_KEYS = ("active", "previous", "changed_at", "changed_by")
+RELEASE_KEYS = ("active", "previous", "changed_at", "changed_by", "rolled_back_from", "rollout")
+# beam.fleet.rollout's id, also the name of its record on the controller:
+# <UTC start>-<component>-<version>, e.g. 20261204T190000Z-agent-1.2.0.
+ROLLOUT_ID = re.compile(r"(?P<started>\d{8}T\d{6}Z)-(?P<component>agent|receiver)-(?P<version>.+)")
 
 
 def reported_release(metrics: Mapping[str, Any]) -> Optional[dict[str, Optional[str]]]:
@@ -51,6 +55,49 @@ def reported_release(metrics: Mapping[str, Any]) -> Optional[dict[str, Optional[
         return None
     return {
         key: value[key][:200] if isinstance(value.get(key), str) else None for key in RELEASE_KEYS
+    }
+
+
+def last_rollout(nodes: Sequence[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+    """The newest rollout any node reports (its release record names the rollout that made
+    its last change) and where each node stands after it, or None when none reports one.
+
+    Why from the nodes: the rollout's full record stays on the controller; what the
+    receiver can vouch for is what each node says it runs. Nodes the rollout left alone
+    (a later batch after a stop, or not reached) still report an older rollout or none.
+    """
+    ids = {
+        str(node["release"]["rollout"])
+        for node in nodes
+        if node.get("release") and ROLLOUT_ID.fullmatch(str(node["release"].get("rollout")))
+    }
+    if not ids:
+        return None
+    newest = max(ids)  # ids start with the UTC start time
+    match = ROLLOUT_ID.fullmatch(newest)
+    assert match is not None
+    version = match["version"]
+    switched: list[str] = []
+    rolled_back: list[str] = []
+    other: list[str] = []
+    for node in nodes:
+        release = node.get("release") or {}
+        if release.get("rollout") != newest:
+            other.append(str(node["node_id"]))
+        elif release.get("rolled_back_from") == version:
+            rolled_back.append(str(node["node_id"]))
+        else:
+            switched.append(str(node["node_id"]))
+    started = match["started"]
+    return {
+        "id": newest,
+        "component": match["component"],
+        "version": version,
+        "started": f"{started[0:4]}-{started[4:6]}-{started[6:8]}T"
+        f"{started[9:11]}:{started[11:13]}:{started[13:15]}Z",
+        "switched": switched,
+        "rolled_back": rolled_back,
+        "not_changed": other,
     }
 
 

@@ -56,6 +56,8 @@ def test_the_heartbeat_reports_the_release_beam_fleet_recorded(tmp_path: Path) -
                 "previous": "1.0.0",
                 "changed_at": "2026-12-04T10:00:00Z",
                 "changed_by": "ops@laptop",
+                "rolled_back_from": "1.2.0",
+                "rollout": "20261204T095900Z-agent-1.2.0",
                 "history": [],
             }
         )
@@ -65,6 +67,8 @@ def test_the_heartbeat_reports_the_release_beam_fleet_recorded(tmp_path: Path) -
         "previous": "1.0.0",
         "changed_at": "2026-12-04T10:00:00Z",
         "changed_by": "ops@laptop",
+        "rolled_back_from": "1.2.0",
+        "rollout": "20261204T095900Z-agent-1.2.0",
     }
     (tmp_path / "agent" / "release.json").write_text("{not json")
     assert release_record(str(venv)) is None  # a broken record never breaks the heartbeat

@@ -490,9 +490,78 @@ def test_each_node_shows_its_active_and_previous_release(client: FlaskClient) ->
         client, "beamrider-0001", ago_s=0, software_version="1.1.0", metrics={"release": release}
     )
     node = client.get("/api/nodes/beamrider-0001", headers={"Authorization": "Bearer ops-token"})
-    assert node.get_json()["release"] == release
+    assert node.get_json()["release"] == dict(release, rolled_back_from=None, rollout=None)
     log_in(client)
     fleet = client.get("/").get_data(as_text=True)
     assert "(was 1.0.0)" in fleet
     page = client.get("/nodes/beamrider-0001").get_data(as_text=True)
     assert "1.1.0, before: 1.0.0 (switched 2026-12-04T10:00:00Z by ops@laptop)" in page
+
+
+def test_the_fleet_page_shows_the_last_rollout_the_nodes_report(client: FlaskClient) -> None:
+    """beam.fleet.rollout records its id in each node's release record; the newest id any
+    node reports is the last rollout, with who switched, who was rolled back and who not."""
+    old = "20261203T080000Z-agent-1.1.0"
+    new = "20261204T093000Z-agent-1.2.0"
+
+    def release(active: str, previous: str, rollout: Optional[str], back: Optional[str] = None):
+        return {
+            "active": active,
+            "previous": previous,
+            "changed_at": "2026-12-04T09:31:00Z",
+            "changed_by": "ops@laptop",
+            "rolled_back_from": back,
+            "rollout": rollout,
+        }
+
+    send_heartbeat(
+        client,
+        "beamrider-0001",
+        ago_s=0,
+        software_version="1.1.0",
+        metrics={"release": release("1.1.0", "1.0.0", new, back="1.2.0")},
+    )
+    send_heartbeat(
+        client,
+        "beamrider-0002",
+        ago_s=0,
+        software_version="1.1.0",
+        metrics={"release": release("1.1.0", "1.0.0", old)},
+    )
+    send_heartbeat(
+        client,
+        "stray-0009",
+        ago_s=0,
+        software_version="1.2.0",
+        metrics={"release": release("1.2.0", "1.1.0", new)},
+    )
+    nodes = client.get("/api/nodes", headers={"Authorization": "Bearer ops-token"}).get_json()
+    assert nodes["last_rollout"] == {
+        "id": new,
+        "component": "agent",
+        "version": "1.2.0",
+        "started": "2026-12-04T09:30:00Z",
+        "switched": ["stray-0009"],
+        "rolled_back": ["beamrider-0001"],
+        "not_changed": ["beamrider-0002", "beamrider-0003"],
+    }
+    log_in(client)
+    page = client.get("/").get_data(as_text=True)
+    line = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page.split('id="fleet-rollout"')[1]))
+    assert "Last rollout: agent 1.2.0, started 2026-12-04T09:30:00Z" in line
+    assert "1 on 1.2.0 · 1 rolled back: beamrider-0001 · 2 not changed by it" in line
+    assert f"{new}.json" in line
+    assert "(rolled back from 1.2.0)" in page
+    assert "(was 1.0.0)" in page  # beamrider-0002: an ordinary switch
+
+
+def test_without_rollouts_the_fleet_page_has_no_rollout_line(client: FlaskClient) -> None:
+    send_heartbeat(client, "beamrider-0001", ago_s=0, software_version="1.1.0")
+    assert (
+        client.get("/api/nodes", headers={"Authorization": "Bearer ops-token"}).get_json()[
+            "last_rollout"
+        ]
+        is None
+    )
+    log_in(client)
+    assert 'id="fleet-rollout"' not in client.get("/").get_data(as_text=True)

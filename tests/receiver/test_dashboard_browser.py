@@ -633,6 +633,33 @@ def test_fleet_filters_and_live_refresh(
     assert tab.evaluate("window.sameDocument") is True
     assert int(tab.evaluate("document.getElementById('fleet-filters').dataset.refreshed")) >= 1
     assert "2 online" in tab.evaluate("document.getElementById('fleet-summary').textContent")
+
+    # A rollout rolled a node back: the last rollout's line and the node's Version cell show
+    # it on the next poll, still without a reload.
+    assert tab.evaluate("document.getElementById('fleet-rollout')") is None
+    release = {
+        "active": "1.1.0",
+        "previous": "1.0.0",
+        "changed_at": "2026-12-04T09:31:00Z",
+        "changed_by": "ops@laptop",
+        "rolled_back_from": "1.2.0",
+        "rollout": "20261204T093000Z-agent-1.2.0",
+    }
+    heartbeat = {
+        "node_id": "beamrider-0002",
+        "timestamp": rfc3339(datetime.now(timezone.utc)),
+        "software_version": "1.1.0",
+        "metrics": {"release": release},
+    }
+    post(receiver, "/api/telemetry", heartbeat, DEVICE_TOKENS["beamrider-0002"])
+    tab.wait_for("document.getElementById('fleet-rollout') !== null", timeout=20)
+    rollout = tab.evaluate("document.getElementById('fleet-rollout').textContent")
+    assert "Last rollout: agent 1.2.0" in rollout and "1 rolled back: beamrider-0002" in rollout
+    started = tab.evaluate("document.querySelector('#fleet-rollout time').textContent")
+    assert re.fullmatch(r"2026-12-0[345] \d\d:\d\d(:\d\d)? \S+", started), started  # viewer's zone
+    version = "document.querySelector('tr[data-node-id=\"beamrider-0002\"] td[data-label=Version]')"
+    assert "rolled back from 1.2.0" in tab.evaluate(f"{version}.textContent")
+    assert tab.evaluate("window.sameDocument") is True
     assert tab.problems() == []
 
     screenshot = tab.screenshot()

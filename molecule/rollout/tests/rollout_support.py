@@ -49,9 +49,14 @@ def release_record(name):
 
 
 def latest_report(component, version):
+    return json.loads(latest_report_path(component, version).read_text())
+
+
+def latest_report_path(component, version):
+    """The newest record's file; its name without .json is the rollout's id."""
     reports = sorted(REPORTS.glob(f"*-{component}-{version}.json"))
     assert reports, f"no rollout record for {component} {version} in {REPORTS}"
-    return json.loads(reports[-1].read_text())
+    return reports[-1]
 
 
 def assert_no_gap(host, device_id):

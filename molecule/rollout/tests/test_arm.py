@@ -1,9 +1,9 @@
-"""The Raspberry Pi nodes: a1 is aarch64 (Debian 12 arm64), a2 armv7l (Debian 11 armhf,
+"""The Raspberry Pi nodes: a3 is aarch64 (Debian 12 arm64), a4 armv7l (Debian 11 armhf,
 Python 3.9), both run by qemu's user-mode emulation (docs/arm.md) with PyPI unreachable.
 
 These run after converge and before test_rollout.py (file order), which then rolls 1.1.0
-out with a1 as the canary (a re-run changing nothing on any node, ARM ones included), stops
-the broken 1.2.0 there and rolls it back: on ARM.
+out with both ARM nodes in the last batch (a re-run changing nothing on any node, ARM ones
+included) and rolls a3 back to 1.0.0 with beam.fleet.rollback: on ARM.
 """
 
 import json
@@ -13,7 +13,7 @@ import subprocess
 from conftest import operator_get
 from rollout_support import assert_no_gap, on_node, playbook
 
-ARM = {"beam-mol-rollout-a1": "aarch64", "beam-mol-rollout-a2": "armv7l"}
+ARM = {"beam-mol-rollout-a3": "aarch64", "beam-mol-rollout-a4": "armv7l"}
 RECEIVER = "beam-mol-rollout-rx"
 testinfra_hosts = ["ansible://" + RECEIVER]
 AGENT_PYTHON = "/opt/beam/agent/current/venv/bin/python"
@@ -28,7 +28,7 @@ def test_the_nodes_are_the_architectures_they_claim():
         assert said.returncode == 0, said.stderr
         print(f"{name}: {said.stdout.strip()}")
         assert said.stdout.startswith(machine)
-    assert "(3, 9)" in on_node("beam-mol-rollout-a2", AGENT_PYTHON, "-c", "import sys; print(sys.version_info[:2])").stdout
+    assert "(3, 9)" in on_node("beam-mol-rollout-a4", AGENT_PYTHON, "-c", "import sys; print(sys.version_info[:2])").stdout
 
 
 def test_pypi_is_unreachable_from_them_so_the_install_was_offline():
@@ -39,9 +39,9 @@ def test_pypi_is_unreachable_from_them_so_the_install_was_offline():
 
 def test_psutil_was_built_on_the_armv7l_node_from_the_wheelhouse_source():
     """PyPI has no psutil wheel for armv7l: the wheelhouse carries its source (SDISTS)."""
-    found = on_node("beam-mol-rollout-a2", "sh", "-c", "cat /opt/beam/wheelhouse/*/SDISTS")
+    found = on_node("beam-mol-rollout-a4", "sh", "-c", "cat /opt/beam/wheelhouse/*/SDISTS")
     assert found.returncode == 0 and "psutil" in found.stdout, found.stdout + found.stderr
-    imported = on_node("beam-mol-rollout-a2", AGENT_PYTHON, "-c",
+    imported = on_node("beam-mol-rollout-a4", AGENT_PYTHON, "-c",
                        "import psutil; print(psutil.__file__, psutil.cpu_count())")
     assert imported.returncode == 0, imported.stderr
 
@@ -71,8 +71,8 @@ def test_sensor_facts_runs_on_arm():
 
 
 def test_a_wrong_beam_arch_is_refused_naming_host_and_variable():
-    result = playbook("agents.yml", "--limit", "beam-mol-rollout-a1", "-e", "beam_arch=armv7l")
+    result = playbook("agents.yml", "--limit", "beam-mol-rollout-a3", "-e", "beam_arch=armv7l")
     assert result.returncode != 0
     said = " ".join((result.stdout + result.stderr).split())
-    assert "beam-mol-rollout-a1: beam_arch is armv7l, the node's architecture is aarch64" in said, said[-2000:]
-    assert on_node("beam-mol-rollout-a1", "systemctl", "is-active", "beam-agent").stdout.strip() == "active"
+    assert "beam-mol-rollout-a3: beam_arch is armv7l, the node's architecture is aarch64" in said, said[-2000:]
+    assert on_node("beam-mol-rollout-a3", "systemctl", "is-active", "beam-agent").stdout.strip() == "active"

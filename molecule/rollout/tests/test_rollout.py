@@ -14,6 +14,7 @@ from rollout_support import (
     REPORTS,
     assert_no_gap,
     latest_report,
+    latest_report_path,
     on_node,
     playbook,
     recap,
@@ -46,12 +47,13 @@ def test_rollout_of_1_1_0_goes_canary_first_and_passes_every_gate(host):
         assert node["switched"] and not node["rolled_back"]
         record = release_record(name)
         assert (record["active"], record["previous"]) == ("1.1.0", "1.0.0")
+        assert record["rollout"] == latest_report_path("agent", "1.1.0").stem  # the rollout's id
     nodes = {node["node_id"]: node for node in operator_get(host, "/api/nodes")["nodes"]}
     for name in AGENTS:
         assert (nodes[name]["status"], nodes[name]["software_version"]) == ("online", "1.1.0")
     started = datetime.fromisoformat(report["started_at"].replace("Z", "+00:00"))
     switched = {name: datetime.fromisoformat(release_record(name)["changed_at"].replace("Z", "+00:00")) for name in AGENTS}
-    print("rollout 1.1.0, each node's switch after the rollout started (a1 aarch64 and a2 armv7l are "
+    print("rollout 1.1.0, each node's switch after the rollout started (a3 aarch64 and a4 armv7l are "
           "emulated): " + ", ".join(f"{name[-2:]} {(switched[name] - started).total_seconds():.0f} s" for name in AGENTS))
     gates = [by_node[name]["gate_seconds"] for name in AGENTS]
     print(f"rollout 1.1.0: {result.seconds:.0f} s for {len(AGENTS)} nodes in 3 batches; "
@@ -93,6 +95,7 @@ def test_a_broken_release_is_stopped_at_the_canary_and_rolled_back(host):
 
     record = release_record("beam-mol-rollout-a1")
     assert (record["active"], record["rolled_back_from"]) == ("1.1.0", "1.2.0")
+    assert record["rollout"] == latest_report_path("agent", "1.2.0").stem
     assert [entry["action"] for entry in record["history"][-2:]] == ["activate", "rollback"]
     assert on_node("beam-mol-rollout-a1", "systemctl", "is-active", "beam-agent").stdout.strip() == "active"
     for name in AGENTS[1:]:
@@ -109,6 +112,21 @@ def test_the_canary_pushes_again_and_lost_nothing(host):
     while canary_seq() <= first and time.monotonic() < deadline:
         time.sleep(2)
     assert canary_seq() > first, "the rolled-back canary does not deliver new readings"
+
+    # The receiver's fleet view knows the last rollout from the nodes' heartbeats.
+    rollout = latest_report_path("agent", "1.2.0").stem
+    deadline = time.monotonic() + 60
+    while True:
+        fleet = operator_get(host, "/api/nodes")
+        last = fleet["last_rollout"]
+        if (last and last["id"] == rollout) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert last is not None and last["id"] == rollout, last
+    assert (last["version"], last["rolled_back"], last["switched"]) == ("1.2.0", ["beam-mol-rollout-a1"], [])
+    assert set(AGENTS[1:]) <= set(last["not_changed"])
+    canary = {node["node_id"]: node for node in fleet["nodes"]}["beam-mol-rollout-a1"]
+    assert (canary["release"]["active"], canary["release"]["rolled_back_from"]) == ("1.1.0", "1.2.0")
 
 
 def test_rollback_playbook_returns_a_node_to_its_release_before(host):
@@ -143,23 +161,23 @@ def test_every_agent_lost_nothing_through_all_of_it(host):
 
 
 def test_an_unreachable_node_counts_against_the_budget():
-    """a4 is down: with max_failed_nodes=1 the rollout goes on and reports it; with 0 it stops.
+    """a2 is down: with max_failed_nodes=1 the rollout goes on and reports it; with 0 it stops.
 
-    Limited to a3 and a4 (an operator's --limit), so the ARM nodes' slow gates are not paid
-    twice more: a3 is the canary, a4 the next batch.
+    Limited to a1 and a2 (an operator's --limit), so the ARM nodes' slow gates are not paid
+    twice more: a1 is the canary, a2 the next batch.
     """
-    limit = ("--limit", "beam-mol-rollout-a3,beam-mol-rollout-a4")
-    subprocess.run(["docker", "stop", "--time", "5", "beam-mol-rollout-a4"], check=True, capture_output=True)
+    limit = ("--limit", "beam-mol-rollout-a1,beam-mol-rollout-a2")
+    subprocess.run(["docker", "stop", "--time", "5", "beam-mol-rollout-a2"], check=True, capture_output=True)
     try:
         result = playbook("rollout.yml", *limit, "-e", "beam_version=1.1.0", "-e", "max_failed_nodes=1")
         report = latest_report("agent", "1.1.0")
         by_node = {node["node"]: node for node in report["nodes"]}
-        assert by_node["beam-mol-rollout-a4"]["result"] == "unreachable"
-        assert report["failed"] == ["beam-mol-rollout-a4"]
-        assert sorted(by_node) == ["beam-mol-rollout-a3", "beam-mol-rollout-a4"]  # the limit held
+        assert by_node["beam-mol-rollout-a2"]["result"] == "unreachable"
+        assert report["failed"] == ["beam-mol-rollout-a2"]
+        assert sorted(by_node) == ["beam-mol-rollout-a1", "beam-mol-rollout-a2"]  # the limit held
         assert report["result"] == "completed within the failure budget", report["summary"]
-        assert by_node["beam-mol-rollout-a3"]["result"] == "passed"
-        assert release_record("beam-mol-rollout-a3")["active"] == "1.1.0"
+        assert by_node["beam-mol-rollout-a1"]["result"] == "passed"
+        assert release_record("beam-mol-rollout-a1")["active"] == "1.1.0"
         assert "unreachable" in result.stdout
 
         stopped = playbook("rollout.yml", *limit, "-e", "beam_version=1.1.0")
@@ -167,4 +185,4 @@ def test_an_unreachable_node_counts_against_the_budget():
         assert "1 node(s) failed (budget 0)" in stopped.stdout + stopped.stderr
         assert latest_report("agent", "1.1.0")["result"] == "stopped"
     finally:
-        subprocess.run(["docker", "start", "beam-mol-rollout-a4"], check=False, capture_output=True)
+        subprocess.run(["docker", "start", "beam-mol-rollout-a2"], check=False, capture_output=True)

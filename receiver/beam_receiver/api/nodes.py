@@ -54,9 +54,11 @@ def _no_parameters() -> None:
 @bp.get("/api/nodes")
 @require_operator
 def list_nodes() -> dict[str, Any]:
-    """Every node the inventory expects or that reported, with its status."""
+    """Every node the inventory expects or that reported, with its status, and the newest
+    rollout the nodes report."""
     _no_parameters()
-    return {"nodes": fleet.list_nodes()}
+    nodes = fleet.list_nodes()
+    return {"nodes": nodes, "last_rollout": fleet.last_rollout(nodes)}
 
 
 @bp.get("/api/nodes/<node_id>")

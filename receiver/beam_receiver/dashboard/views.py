@@ -210,6 +210,7 @@ def fleet_page() -> ResponseReturnValue:
         "dashboard_fleet.html",
         nodes=nodes,
         counts=counts,
+        last_rollout=fleet.last_rollout(nodes),
         filters=filters,
         choices=choices,
         choice_counts=choice_counts,

@@ -5,7 +5,8 @@
  * JavaScript. Every second each "… ago" is counted on; every data-refresh-s seconds
  * GET /api/nodes (the dashboard session reads it) brings fresh values. A changed status or
  * a node that came or went reloads the table's rows from the page itself, without
- * reloading the page; other values are written into their cells.
+ * reloading the page, and so does a new version or release record (the Version cell and the
+ * last rollout line are rendered on the server); other values are written into their cells.
  *
  * State for people and the browser test: #fleet-filters data-shown (rows shown),
  * data-refreshed (polls answered), data-refresh-state ("ok" or "error"). */
@@ -19,8 +20,8 @@
   }
   var FILTERS = ["site", "role", "status"];
   // Cells written from GET /api/nodes: data-label -> the node's field.
-  var CELLS = { Role: "role", Version: "software_version", "Queue depth": "queue_depth",
-    Dropped: "dropped" };
+  var CELLS = { Role: "role", "Queue depth": "queue_depth", Dropped: "dropped" };
+  var RELEASE_KEYS = ["active", "previous", "rolled_back_from", "rollout", "changed_at"];
   var apiRoot = form.dataset.apiRoot || "";
   var refreshS = Math.max(2, Number(form.dataset.refreshS) || 10);
   var shownText = document.getElementById("fleet-shown");
@@ -126,8 +127,28 @@
         if (summary && current) {
           current.replaceWith(document.adoptNode(summary));
         }
+        var rollout = page.getElementById("fleet-rollout");
+        var shownRollout = document.getElementById("fleet-rollout");
+        if (rollout && shownRollout) {
+          shownRollout.replaceWith(document.adoptNode(rollout));
+        } else if (rollout) {
+          document.getElementById("fleet-summary").after(document.adoptNode(rollout));
+        } else if (shownRollout) {
+          shownRollout.remove();
+        }
+        beamFormat.localiseTimes(document.getElementById("fleet-rollout") || table);
         beamFormat.localiseTimes(table);
       });
+  }
+
+  /* Whether the row shows this release record (data-release) and software version. */
+  function sameRelease(row, node) {
+    var shown = row.dataset.release ? JSON.parse(row.dataset.release) : null;
+    var now = node.release || null;
+    if (!shown || !now) {
+      return !shown === !now;
+    }
+    return RELEASE_KEYS.every(function (key) { return shown[key] === now[key]; });
   }
 
   function update(nodes) {
@@ -140,7 +161,9 @@
         ? String(node.tags.site) : "";
       return !node || node.status !== row.dataset.status ||
         (node.role === null || node.role === undefined ? "" : String(node.role)) !==
-          (row.dataset.role || "") || site !== (row.dataset.site || "");
+          (row.dataset.role || "") || site !== (row.dataset.site || "") ||
+        !sameRelease(row, node) ||
+        cellText(node.software_version) !== (row.dataset.version || "—");
     });
     if (changed) {
       return reloadRows();

@@ -204,13 +204,17 @@
     return Math.floor(seconds) + " s ago";
   }
 
-  /* Every <time datetime> gets its moment in the viewer's zone as a tooltip. */
+  /* Every <time datetime> gets its moment in the viewer's zone as a tooltip; one marked
+   * data-local shows it as its text. */
   function localiseTimes(root) {
     Array.prototype.forEach.call((root || document).querySelectorAll("time[datetime]"),
       function (node) {
         var seconds = Date.parse(node.getAttribute("datetime")) / 1000;
         if (isNumber(seconds)) {
           node.title = isoLocal(seconds);
+          if (node.hasAttribute("data-local")) {
+            node.textContent = isoLocal(seconds);
+          }
         }
       });
   }

@@ -147,7 +147,7 @@ def parse_record(text):
     if data.get("format") != FORMAT:
         raise ValueError("format %r is not %d" % (data.get("format"), FORMAT))
     record = {"format": FORMAT}
-    for key in ("active", "previous", "changed_at", "changed_by", "rolled_back_from"):
+    for key in ("active", "previous", "changed_at", "changed_by", "rolled_back_from", "rollout"):
         value = data.get(key)
         if value is not None and not isinstance(value, str):
             raise ValueError("%s is not a string" % key)
@@ -289,6 +289,7 @@ def describe(snapshot):
         "changed_at": record.get("changed_at"),
         "changed_by": record.get("changed_by"),
         "rolled_back_from": record.get("rolled_back_from"),
+        "rollout": record.get("rollout"),
         "history": history,
         "releases": order_releases(history, snapshot["releases"]),
     }
@@ -306,7 +307,7 @@ def _refuse_foreign_current(snapshot):
         )
 
 
-def plan_activate(snapshot, version, marker, actor, at):
+def plan_activate(snapshot, version, marker, actor, at, rollout=None):
     """(record to write or None, whether current moves) to make version the active release.
 
     previous is what current pointed at before (the link is the truth; with no link, the
@@ -341,12 +342,13 @@ def plan_activate(snapshot, version, marker, actor, at):
         "changed_at": at,
         "changed_by": actor,
         "rolled_back_from": None,
+        "rollout": rollout,
         "history": history,
     }
     return new, before != version
 
 
-def plan_rollback(snapshot, from_version, marker, actor, at):
+def plan_rollback(snapshot, from_version, marker, actor, at, rollout=None):
     """(record to write or None, whether current moves) to go back to the recorded previous.
 
     None when from_version is given and is not the active release (already rolled back).
@@ -383,6 +385,7 @@ def plan_rollback(snapshot, from_version, marker, actor, at):
         "changed_at": at,
         "changed_by": actor,
         "rolled_back_from": before,
+        "rollout": rollout,
         "history": history,
     }
     return new, True

@@ -68,6 +68,12 @@ options:
       - Who made the change, as recorded. Roles pass the controller's C(user@host).
       - Defaults to the E(SUDO_USER) or E(USER) environment variable of the module, else C(unknown).
     type: str
+  rollout:
+    description:
+      - The id of the rollout making the change (C(beam.fleet.rollout) passes C(<UTC time>-<component>-<version>),
+        the name of its record on the controller), kept in the record as C(rollout); null for a change made outside a rollout.
+      - The agent reports the record in its heartbeat, so the receiver's fleet page can show the last rollout.
+    type: str
 extends_documentation_fragment:
   - beam.fleet.attributes
 attributes:
@@ -143,6 +149,11 @@ rolled_back_from:
   returned: always
   type: str
   sample: null
+rollout:
+  description: The rollout (O(rollout)) that made the last recorded change, null when it was made outside one.
+  returned: always
+  type: str
+  sample: 20260215T190600Z-agent-1.2.0
 history:
   description:
     - The last 50 changes, oldest first. C(from) is the release C(current) pointed at before.
@@ -226,15 +237,17 @@ def change(module, snapshot, at):
     actor = params["actor"] or default_actor()
     before = release.describe(snapshot)
     if params["state"] == "active":
-        record, switched = release.plan_activate(snapshot, params["version"], params["complete_marker"], actor, at)
+        record, switched = release.plan_activate(snapshot, params["version"], params["complete_marker"], actor, at, params["rollout"])
     else:
-        record, switched = release.plan_rollback(snapshot, params["from_version"], params["complete_marker"], actor, at)
+        record, switched = release.plan_rollback(
+            snapshot, params["from_version"], params["complete_marker"], actor, at, params["rollout"]
+        )
     if record is None:
         after = dict(before)
         history = before["history"]
         protected = set([before["active"], before["previous"]]) | snapshot["linked"]
     else:
-        after = dict((key, record[key]) for key in ("active", "previous", "changed_at", "changed_by", "rolled_back_from", "history"))
+        after = dict((key, record[key]) for key in ("active", "previous", "changed_at", "changed_by", "rolled_back_from", "rollout", "history"))
         history = record["history"]
         protected = set([record["active"], record["previous"]]) | snapshot["linked"]
     pruned = []
@@ -282,6 +295,7 @@ def run_module():
             keep=dict(type="int", default=3),
             complete_marker=dict(type="str", default="venv/bin/python"),
             actor=dict(type="str"),
+            rollout=dict(type="str"),
         ),
         supports_check_mode=True,
     )

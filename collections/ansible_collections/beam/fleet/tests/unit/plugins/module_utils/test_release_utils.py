@@ -281,5 +281,5 @@ def test_diff_text():
 
 def test_dump_record_reads_back():
     record = {"format": 1, "active": "1", "previous": None, "changed_at": AT, "changed_by": "me",
-              "rolled_back_from": None, "history": [entry("1")]}
+              "rolled_back_from": None, "rollout": "20261204T190000Z-agent-1", "history": [entry("1")]}
     assert release.parse_record(release.dump_record(record)) == record

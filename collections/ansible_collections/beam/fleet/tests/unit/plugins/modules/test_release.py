@@ -170,6 +170,38 @@ def test_rollback(tmp_path, capsys):
     assert (tmp_path / "releases" / "1.1.0").is_dir()
 
 
+def test_the_rollout_that_made_each_change_is_recorded_and_kept_while_nothing_changes(tmp_path, capsys):
+    """The agent reports `rollout` to the receiver: the fleet page's last rollout comes from it."""
+    install(tmp_path, "1.0.0")
+    install(tmp_path, "1.1.0")
+    first, _ = run(tmp_path, capsys, version="1.0.0")
+    assert first["rollout"] is None and record(tmp_path)["rollout"] is None
+    rolled, _ = run(tmp_path, capsys, version="1.1.0", rollout="20261204T190000Z-agent-1.1.0")
+    assert rolled["rollout"] == record(tmp_path)["rollout"] == "20261204T190000Z-agent-1.1.0"
+    again, _ = run(tmp_path, capsys, version="1.1.0")
+    assert again["changed"] is False
+    assert record(tmp_path)["rollout"] == "20261204T190000Z-agent-1.1.0"
+    back, _ = run(tmp_path, capsys, state="rollback", from_version="1.1.0", rollout="20261204T190000Z-agent-1.1.0")
+    saved = record(tmp_path)
+    assert (back["active"], back["rolled_back_from"], back["rollout"]) == ("1.0.0", "1.1.0", "20261204T190000Z-agent-1.1.0")
+    assert (saved["active"], saved["rolled_back_from"], saved["rollout"]) == ("1.0.0", "1.1.0", "20261204T190000Z-agent-1.1.0")
+    by_hand, _ = run(tmp_path, capsys, version="1.1.0")
+    assert by_hand["rollout"] is None and record(tmp_path)["rollout"] is None
+
+
+def test_a_record_from_before_rollouts_were_recorded_reads_as_none(tmp_path, capsys):
+    install(tmp_path, "1.0.0")
+    run(tmp_path, capsys, version="1.0.0")
+    old = record(tmp_path)
+    del old["rollout"]
+    (tmp_path / "release.json").write_text(json.dumps(old))
+    result, failed = run(tmp_path, capsys, state="query")
+    assert not failed and result["rollout"] is None and not warning_texts(result)
+    (tmp_path / "release.json").write_text(json.dumps(dict(old, rollout=5)))
+    result, failed = run(tmp_path, capsys, state="query")
+    assert not failed and any("rollout is not a string" in w for w in warning_texts(result)), result
+
+
 def test_rollback_twice_never_returns_to_the_broken_release(tmp_path, capsys):
     for version in ("1.0.0", "1.1.0", "1.2.0"):
         install(tmp_path, version)
