@@ -61,12 +61,13 @@ postgres:
 	    apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null; \
 	  else echo "install PostgreSQL 15 (Debian: apt-get install postgresql-15) or set BEAM_PG_BIN for the receiver's tests" >&2; exit 1; fi; }
 
-# The shipped alerting rules are checked and unit-tested with Prometheus's promtool.
+# The shipped alerting rules are checked and unit-tested with Prometheus's promtool, and
+# docs/monitoring.md's Alertmanager route with amtool. Installing does not start them.
 promtool:
-	@command -v promtool >/dev/null 2>&1 || { \
+	@{ command -v promtool && command -v amtool; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	  else echo "install promtool (Debian: apt-get install prometheus) for the alerting rules' tests" >&2; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	  else echo "install promtool and amtool (Debian: apt-get install prometheus prometheus-alertmanager) for the alerting rules' tests" >&2; exit 1; fi; }
 
 # The agent's mqtt driver is tested against a real Mosquitto broker (tests/support/mqtt.py).
 mosquitto:

@@ -87,3 +87,62 @@ def test_the_rules_read_only_metrics_a_receiver_exports(receiver: Receiver) -> N
             names = set(re.findall(r"\b([a-z_][a-z0-9_]*)\b", expression)) - PROMQL_FUNCTIONS
             unknown = names - exported - FROM_ELSEWHERE
             assert unknown == set(), f"{rule['alert']} reads {sorted(unknown)}, not exported"
+
+
+def monitoring_snippets() -> dict[str, str]:
+    """docs/monitoring.md's YAML blocks by the file each one names in its first line."""
+    text = (Path(__file__).resolve().parents[2] / "docs/monitoring.md").read_text("utf-8")
+    blocks = re.findall(r"```yaml\n# (\S+)[^\n]*\n(.*?)```", text, re.DOTALL)
+    return {name: body for name, body in blocks}
+
+
+def test_the_documented_prometheus_config_loads_the_shipped_rules(tmp_path: Path) -> None:
+    """docs/monitoring.md's prometheus.yml, with /etc/prometheus moved to a temporary
+    directory holding the shipped rules, the token and the CA it names."""
+    snippet = monitoring_snippets()["prometheus.yml"]
+    (tmp_path / "rules.d").mkdir()
+    shutil.copy(RULES, tmp_path / "rules.d" / RULES.name)
+    (tmp_path / "beam-operator.token").write_text("token\n")
+    (tmp_path / "beam-fleet-ca.crt").write_text("")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(snippet.replace("/etc/prometheus/", f"{tmp_path}/"))
+    result = subprocess.run(
+        [promtool(), "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 10 rules found" in result.stdout, result.stdout
+    scraped = yaml.safe_load(snippet)["scrape_configs"]
+    assert [job["job_name"] for job in scraped] == ["beam-receiver", "beam-receiver-tls"]
+
+
+def test_the_documented_alertmanager_route_is_valid_and_pages_critical_alerts(
+    tmp_path: Path,
+) -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.fail("amtool is missing: apt-get install prometheus-alertmanager (make unit does)")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(monitoring_snippets()["alertmanager.yml"])
+    result = subprocess.run(
+        [amtool, "check-config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def route(*labels: str) -> str:
+        routed = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={config}", *labels],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert routed.returncode == 0, routed.stdout + routed.stderr
+        return routed.stdout.strip()
+
+    assert route("alertname=BeamNodeOffline", "severity=critical", "node_id=n1") == "fleet-pager"
+    assert route("alertname=BeamDeadLetters", "severity=warning", "node_id=n1") == "fleet-chat"
+    severities = {
+        rule["labels"]["severity"]
+        for group in yaml.safe_load(RULES.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    assert severities == {"critical", "warning", "info"}
