@@ -408,5 +408,5 @@ def test_collectd_does_not_speak_for_a_node_that_sends_heartbeats(receiver: Rece
         "/api/telemetry", json=heartbeat, headers=receiver.headers()
     ).status_code in (200, 202)
     seen = receiver.get(f"/api/nodes/{DEVICE}").get_json()["last_seen"]
-    receiver.state.database.touch_node_from_collectd(DEVICE, received_at_ms=4_000_000_000_000)
+    receiver.state.database.insert_readings([], 4_000_000_000_000, seen_collectd_node=DEVICE)
     assert receiver.get(f"/api/nodes/{DEVICE}").get_json()["last_seen"] == seen

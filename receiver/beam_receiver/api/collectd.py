@@ -12,19 +12,18 @@ from flask import Blueprint, g
 from beam_receiver.api.ingest import WireFormat, ingest
 from beam_receiver.auth import require_device
 from beam_receiver.collectd import foreign_hosts, parse_value_lists, value_list_items
-from beam_receiver.state import get_state
 
 bp = Blueprint("collectd", __name__)
 
 # collectd's format: a JSON array of value lists, each naming its device as `host`.
-COLLECTD = WireFormat(items=value_list_items, foreign=foreign_hosts, parse=parse_value_lists)
+COLLECTD = WireFormat(
+    items=value_list_items, foreign=foreign_hosts, parse=parse_value_lists, marks_seen=True
+)
 
 
 @bp.post("/api/collectd")
 @require_device
 def post_collectd() -> dict[str, int]:
     """Store every value list of the body, all or nothing; one reading per value list. The
-    node is then seen (in the fleet, with role collectd) even if it sends no heartbeat."""
-    answer = ingest(COLLECTD, g.caller.name, "collectd")
-    get_state().database.touch_node_from_collectd(g.caller.name)
-    return answer
+    node is seen (in the fleet, with role collectd) even if it sends no heartbeat."""
+    return ingest(COLLECTD, g.caller.name, "collectd")

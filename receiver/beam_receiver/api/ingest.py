@@ -32,6 +32,8 @@ class WireFormat:
     foreign: Callable[[list[Any], str], list[dict[str, Any]]]
     # (items, device_id, now_ms, max_future_ms) -> the checked readings, all or none.
     parse: Callable[[list[Any], str, int, int], list[NewReading]]
+    # The sender may never send a heartbeat (collectd): a stored body marks it as seen.
+    marks_seen: bool = False
 
 
 def ingest(wire: WireFormat, device_id: str, endpoint: str = "readings") -> dict[str, int]:
@@ -62,7 +64,9 @@ def ingest(wire: WireFormat, device_id: str, endpoint: str = "readings") -> dict
     except ApiError as exc:
         state.metrics.readings_rejected.labels(exc.error).inc(count)
         raise
-    result = state.database.insert_readings(readings)
+    result = state.database.insert_readings(
+        readings, seen_collectd_node=device_id if wire.marks_seen else None
+    )
     state.metrics.readings_accepted.labels(device_id).inc(result.accepted)
     state.metrics.readings_duplicate.labels(device_id).inc(result.duplicates)
     note_deprecated(body, endpoint)

@@ -314,16 +314,26 @@ class Storage(ABC):
     # -- readings -------------------------------------------------------------------------
 
     def insert_readings(
-        self, readings: Sequence[NewReading], received_at_ms: Optional[int] = None
+        self,
+        readings: Sequence[NewReading],
+        received_at_ms: Optional[int] = None,
+        *,
+        seen_collectd_node: Optional[str] = None,
     ) -> InsertResult:
         """Store a batch in one transaction, all or nothing; what is stored already is a
-        duplicate, counted but not stored again (see _insert_numbered, _insert_unnumbered)."""
+        duplicate, counted but not stored again (see _insert_numbered, _insert_unnumbered).
+
+        seen_collectd_node: a node that sends collectd and maybe no heartbeat, marked as seen
+        in the same transaction, so one POST is one commit; a no-op for a node that sends
+        heartbeats (TOUCH_NODE_FROM_COLLECTD)."""
         received = now_ms() if received_at_ms is None else received_at_ms
         numbered = [reading for reading in readings if reading.seq is not None]
         unnumbered = [reading for reading in readings if reading.seq is None]
         with self.write(WriteLock.READINGS) as session:
             accepted = self._insert_numbered(session, numbered, received)
             accepted += self._insert_unnumbered(session, unnumbered, received)
+            if seen_collectd_node is not None:
+                session.execute(TOUCH_NODE_FROM_COLLECTD, (seen_collectd_node, received))
         return InsertResult(accepted=accepted, duplicates=len(readings) - accepted)
 
     def _insert_numbered(
@@ -534,12 +544,6 @@ class Storage(ABC):
                     "DELETE FROM telemetry_events WHERE node_id = ? AND received_at_ms < ?",
                     (heartbeat.node_id, received - keep_events_ms),
                 )
-
-    def touch_node_from_collectd(self, node_id: str, received_at_ms: Optional[int] = None) -> None:
-        """Mark a collectd-only node as seen now (a no-op for a node that sends heartbeats)."""
-        received = now_ms() if received_at_ms is None else received_at_ms
-        with self.write() as session:
-            session.execute(TOUCH_NODE_FROM_COLLECTD, (node_id, received))
 
     def register_node(
         self, registration: Registration, received_at_ms: Optional[int] = None
