@@ -174,18 +174,23 @@ def test_the_rollout_that_made_each_change_is_recorded_and_kept_while_nothing_ch
     """The agent reports `rollout` to the receiver: the fleet page's last rollout comes from it."""
     install(tmp_path, "1.0.0")
     install(tmp_path, "1.1.0")
-    first, _ = run(tmp_path, capsys, version="1.0.0")
+    first, failed = run(tmp_path, capsys, version="1.0.0")
+    assert not failed
     assert first["rollout"] is None and record(tmp_path)["rollout"] is None
-    rolled, _ = run(tmp_path, capsys, version="1.1.0", rollout="20261204T190000Z-agent-1.1.0")
+    rolled, failed = run(tmp_path, capsys, version="1.1.0", rollout="20261204T190000Z-agent-1.1.0")
+    assert not failed
     assert rolled["rollout"] == record(tmp_path)["rollout"] == "20261204T190000Z-agent-1.1.0"
-    again, _ = run(tmp_path, capsys, version="1.1.0")
+    again, failed = run(tmp_path, capsys, version="1.1.0")
+    assert not failed
     assert again["changed"] is False
     assert record(tmp_path)["rollout"] == "20261204T190000Z-agent-1.1.0"
-    back, _ = run(tmp_path, capsys, state="rollback", from_version="1.1.0", rollout="20261204T190000Z-agent-1.1.0")
+    back, failed = run(tmp_path, capsys, state="rollback", from_version="1.1.0", rollout="20261204T190000Z-agent-1.1.0")
+    assert not failed
     saved = record(tmp_path)
     assert (back["active"], back["rolled_back_from"], back["rollout"]) == ("1.0.0", "1.1.0", "20261204T190000Z-agent-1.1.0")
     assert (saved["active"], saved["rolled_back_from"], saved["rollout"]) == ("1.0.0", "1.1.0", "20261204T190000Z-agent-1.1.0")
-    by_hand, _ = run(tmp_path, capsys, version="1.1.0")
+    by_hand, failed = run(tmp_path, capsys, version="1.1.0")
+    assert not failed
     assert by_hand["rollout"] is None and record(tmp_path)["rollout"] is None
 
 
