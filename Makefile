@@ -76,8 +76,14 @@ mosquitto:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; \
 	  else echo "install Mosquitto (Debian: apt-get install mosquitto) or set BEAM_MOSQUITTO for the mqtt driver's tests" >&2; exit 1; fi; }
 
+# Workers for the Python suites (pytest-xdist): most of their time is spent waiting on real
+# processes and servers, so more workers than cores pay off; the slow tests start first
+# (tests/conftest.py) and worksteal keeps every worker busy. PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 3
+PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal)
+
 unit: $(STAMP) browser faketime postgres promtool mosquitto
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 # The agent must run on Raspberry Pi OS bullseye's Python 3.9: run its tests there too.
 $(VENV39)/.installed: pyproject.toml
@@ -92,7 +98,7 @@ test-py39:
 	@echo "WARNING: no Python 3.9 found; the agent's Python 3.9 tests did not run" >&2
 else
 test-py39: $(VENV39)/.installed mosquitto
-	$(VENV39)/bin/pytest -q -p no:cacheprovider tests/agent
+	$(VENV39)/bin/pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) tests/agent
 endif
 
 # ansible-lint, ansible-test sanity, the collection's unit tests and every Molecule

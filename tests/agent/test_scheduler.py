@@ -103,6 +103,7 @@ class Collector:
 
 
 def test_failing_and_hanging_drivers_do_not_stop_a_healthy_one() -> None:
+    Hanging.release.clear()  # another test may have released it: every test stands alone
     sink = Collector()
     scheduler = Scheduler(
         [sensor("good", Counting), sensor("broken", Broken), sensor("hung", Hanging)], "dev-1", sink
