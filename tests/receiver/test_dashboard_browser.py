@@ -7,7 +7,8 @@ Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe
 browser reads commands on fd 3 and writes answers on fd 4, each a JSON text ended by a NUL
 byte), so there is no debugging port to race for and no client package to install.
 Set BEAM_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the README's screenshot of a
-node's page, and BEAM_DASHBOARD_FLEET_SCREENSHOT=docs/dashboard-fleet.png for the fleet page.
+node's page, BEAM_DASHBOARD_FLEET_SCREENSHOT=docs/dashboard-fleet.png for the fleet page and
+BEAM_DASHBOARD_COLLECTD_SCREENSHOT=docs/dashboard-collectd.png for a collectd node's page.
 """
 
 from __future__ import annotations
@@ -352,11 +353,13 @@ class Tab:
         url = self.evaluate("location.href")
         raise AssertionError(f"timed out at {url} waiting for {expression} {errors[-1]}")
 
-    def screenshot(self) -> bytes:
-        answer = self.send(
-            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
-        )
-        return base64.b64decode(answer["data"])
+    def screenshot(self, height: Optional[int] = None) -> bytes:
+        """The whole page, or its top `height` pixels."""
+        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": True}
+        if height:
+            width = self.evaluate("document.documentElement.clientWidth")
+            params["clip"] = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+        return base64.b64decode(self.send("Page.captureScreenshot", params)["data"])
 
     def problems(self) -> list[str]:
         """Uncaught exceptions and console or network errors, CSP violations included."""
@@ -665,5 +668,169 @@ def test_fleet_filters_and_live_refresh(
     screenshot = tab.screenshot()
     (tmp_path / "dashboard-fleet.png").write_bytes(screenshot)
     destination = os.environ.get("BEAM_DASHBOARD_FLEET_SCREENSHOT")
+    if destination:
+        Path(destination).write_bytes(screenshot)
+
+
+# -- a node that sends only collectd ------------------------------------------------------
+
+COLLECTD_NODE = "collectd-0005"
+COLLECTD_SAMPLES = Path(__file__).parent / "collectd_samples"
+COLLECTD_MINUTES = 30  # one copy of the samples a minute over the last half hour
+
+FACT_STATES = """Object.fromEntries(Array.from(document.querySelectorAll('#facts-list .fact')).map(
+  fact => [fact.dataset.sensor + '.' + fact.dataset.field, fact.dataset.state]))"""
+
+
+def scaled(value: Optional[float], scale: float) -> Optional[float]:
+    """A collectd value times scale; an integer stays one, a null (NaN) stays null."""
+    if value is None:
+        return None
+    return round(value * scale) if isinstance(value, int) else value * scale
+
+
+def collectd_bodies(now_s: float) -> list[list[dict[str, Any]]]:
+    """What collectd on COLLECTD_NODE posts: the captured write_http bodies (cpu, memory,
+    load, df, disk, interface, swap), once a minute, re-timed to the last half hour (their
+    spacing within a capture kept) and every non-zero value scaled by 0.8 to 1 from one
+    minute to the next, so that what moved in the capture moves on the charts too."""
+    samples = [
+        item
+        for path in sorted(COLLECTD_SAMPLES.glob("*.json"))
+        for item in json.loads(path.read_text())
+    ]
+    first = min(item["time"] for item in samples)
+    bodies = []
+    for minute in range(COLLECTD_MINUTES):
+        start = now_s - (COLLECTD_MINUTES - minute) * 60
+        scale = 0.9 + 0.1 * math.sin(minute / 3)
+        body = []
+        for item in samples:
+            values = [scaled(value, scale) for value in item["values"]]
+            time_s = round(start + item["time"] - first, 3)
+            body.append(dict(item, host=COLLECTD_NODE, time=time_s, values=values))
+        bodies.append(body)
+    return bodies
+
+
+def collectd_page(bodies: list[list[dict[str, Any]]]) -> tuple[list[str], dict[str, str]]:
+    """What the node page should show, worked out here the way the page is meant to: every
+    value list of a plugin instance's newest time gives "type[-type_instance].dsname"
+    fields; a field whose values moved is a chart, one that held a value (zeros here) or
+    had only nulls (collectd's NaN) is a fact, "steady" or "empty"."""
+    items = [item for body in bodies for item in body]
+
+    def sensor(item: dict[str, Any]) -> str:
+        return "-".join(part for part in (item["plugin"], item["plugin_instance"]) if part)
+
+    def key(item: dict[str, Any]) -> str:
+        return "-".join(part for part in (item["type"], item["type_instance"]) if part)
+
+    newest: dict[str, int] = {}
+    for item in items:
+        newest[sensor(item)] = max(newest.get(sensor(item), 0), round(item["time"] * 1000))
+    values: dict[tuple[str, str], list[Any]] = {}
+    for item in items:
+        for dsname, value in zip(item["dsnames"], item["values"]):
+            values.setdefault((sensor(item), f"{key(item)}.{dsname}"), []).append(value)
+    shown = {
+        (sensor(item), f"{key(item)}.{dsname}")
+        for item in items
+        if round(item["time"] * 1000) == newest[sensor(item)]
+        for dsname in item["dsnames"]
+    }
+    charts, facts = [], {}
+    for name in sorted(shown):
+        numbers = [value for value in values[name] if value is not None]
+        if not numbers:
+            facts[".".join(name)] = "empty"
+        elif len(set(numbers)) == 1:
+            facts[".".join(name)] = "steady"
+        else:
+            charts.append(".".join(name))
+    return charts, facts
+
+
+@pytest.fixture(scope="module")
+def collectd_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReceiverProcess]:
+    """A receiver of its own, so that the fleet of the tests above stays as they count it:
+    one node, which sends collectd's value lists and nothing else."""
+    receiver = configure_receiver(
+        tmp_path_factory.mktemp("collectd-receiver"),
+        devices={COLLECTD_NODE: "token-0005"},
+        operators={},
+        users={USER: PASSWORD},
+        expected_nodes=f'[nodes."{COLLECTD_NODE}"]\nrole = "collectd"\n',
+        telemetry_interval_s=300,  # online for 10 minutes after its last POST
+    )
+    try:
+        receiver.start(STARTUP_TIMEOUT_S)
+        yield receiver
+    finally:
+        receiver.stop(60)
+
+
+def test_a_collectd_node_has_charts_with_units(
+    browser: Chromium, collectd_receiver: ReceiverProcess, tmp_path: Path
+) -> None:
+    bodies = collectd_bodies(time.time())
+    for body in bodies:
+        answer = post(collectd_receiver, "/api/collectd", body, "token-0005")
+        assert answer == {"accepted": len(body), "duplicates": 0}
+    expected_charts, expected_facts = collectd_page(bodies)
+    assert len(expected_charts) >= 10 and "memory.memory-used.value" in expected_charts
+    assert "steady" in expected_facts.values() and "empty" in expected_facts.values()
+
+    tab = Tab(browser, 1100, 900)
+    log_in(tab, collectd_receiver.url)
+    assert tab.evaluate(FLEET_ROWS) == [[COLLECTD_NODE, "online", "Online"]]
+    tab.evaluate(f"document.querySelector('a[href=\"/nodes/{COLLECTD_NODE}\"]').click()")
+    tab.wait_for(CHARTS_READY % "24h")
+    tab.evaluate("document.querySelector('.ranges a[data-range=\"1h\"]').click()")
+    tab.wait_for(CHARTS_READY % "1h")
+    assert tab.evaluate("document.querySelector('h1').textContent").startswith(COLLECTD_NODE)
+
+    charts = tab.evaluate(DRAWN_CHARTS)
+    assert [chart["name"] for chart in charts] == expected_charts
+    assert tab.evaluate("document.getElementById('charts').dataset.charts") == str(
+        len(expected_charts)
+    )
+    for chart in charts:
+        assert chart["state"] == "drawn", chart
+        assert chart["points"] >= COLLECTD_MINUTES - 1, chart
+        assert chart["linePixels"] > 50, chart
+        assert 0 < chart["yLabelWidth"] < chart["yAxisSize"] - 10, chart
+    # The unit comes from the collectd type: memory in MiB, CPU and disk use in %, a
+    # network interface in B/s or KiB/s; load has none. No tick needs more than two
+    # decimals (ticks 500 B apart read "6 500 B/s", not "6.34766 KiB/s").
+    by_name = {chart["name"]: chart for chart in charts}
+    units = {
+        "memory.memory-used.value": ("bytes", r"\d+ MiB"),
+        "cpu-0.percent-user.value": ("%", r"\d+(\.\d+)?\u202f%"),
+        "df-root.percent_bytes-used.value": ("%", r"\d+(\.\d+)?\u202f%"),
+        "interface-lo.if_octets.rx": ("bytes/s", r"[\d\u202f]+(\.\d+)? (B|KiB)/s"),
+        "load.load.shortterm": ("", r"\d+(\.\d+)?"),
+    }
+    for name, (unit, pattern) in units.items():
+        assert by_name[name]["unit"] == unit, by_name[name]
+        ticks = by_name[name]["yTicks"].split(" | ")
+        assert len(ticks) >= 2 and all(re.fullmatch(pattern, t) for t in ticks), (name, ticks)
+    for chart in charts:
+        assert not re.search(r"\.\d{3}", chart["yTicks"]), chart
+    # Zeros (swap, idle states) are steady facts with their unit; a data source that
+    # was always NaN (a disk's rates before collectd had two samples) is an empty one.
+    assert tab.evaluate(FACT_STATES) == expected_facts
+    facts = tab.evaluate(FACTS)
+    assert facts["swap.swap-used.value"] == "0 B"
+    assert facts["interface-eth0.if_octets.rx"] == "0 B/s"
+    assert tab.evaluate("document.getElementById('charts').dataset.facts") == str(
+        len(expected_facts)
+    )
+    assert tab.problems() == []
+
+    screenshot = tab.screenshot(height=1600)  # the facts and the first charts
+    assert png_size(screenshot) == (1100, 1600)
+    (tmp_path / "dashboard-collectd.png").write_bytes(screenshot)
+    destination = os.environ.get("BEAM_DASHBOARD_COLLECTD_SCREENSHOT")
     if destination:
         Path(destination).write_bytes(screenshot)

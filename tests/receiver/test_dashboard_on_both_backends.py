@@ -1,15 +1,21 @@
 """What the dashboard's pages and scripts read, on each storage backend: the fleet page's
-filters and counts, and the status history and node list its scripts fetch with the
-dashboard session (GET /api/nodes/<id>/status-history, GET /api/nodes)."""
+filters and counts, the status history and node list its scripts fetch with the dashboard
+session (GET /api/nodes/<id>/status-history, GET /api/nodes), and a collectd node's latest
+value lists and series (GET /api/readings/latest, GET /api/analytics/series)."""
 
 from __future__ import annotations
 
+import json
 import re
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from tests.support.app import Receiver
 from tests.support.constants import DEVICE, OTHER_DEVICE
 from tests.support.readings import rfc3339
+
+COLLECTD_SAMPLES = Path(__file__).parent / "collectd_samples"
 
 
 def send_heartbeat(receiver: Receiver, node_id: str, **fields: object) -> None:
@@ -51,3 +57,57 @@ def test_what_the_node_page_scripts_read(receiver: Receiver) -> None:
     nodes = receiver.client.get("/api/nodes").get_json()["nodes"]
     online = next(node for node in nodes if node["node_id"] == DEVICE)
     assert online["status"] == "online" and online["last_seen_age_s"] is not None
+
+
+def test_what_the_node_page_reads_for_a_collectd_node(receiver: Receiver) -> None:
+    """A node that sends only collectd: its page, its latest value lists, and a series for
+    every "type[-type_instance].dsname" field dashboard.js flattens them into."""
+    samples = [
+        item
+        for path in sorted(COLLECTD_SAMPLES.glob("*.json"))
+        for item in json.loads(path.read_text())
+    ]
+    first = min(item["time"] for item in samples)
+    start_s = time.time() - 60  # the captures re-timed to the last minute, spacing kept
+    body = [
+        dict(item, host=DEVICE, time=round(start_s + item["time"] - first, 3)) for item in samples
+    ]
+    response = receiver.client.post("/api/collectd", json=body, headers=receiver.headers(DEVICE))
+    assert response.status_code == 200, response.get_json()
+    receiver.login()
+    page = receiver.client.get(f"/nodes/{DEVICE}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'id="charts"' in html and "/dashboard/static/dashboard.js" in html
+
+    latest = receiver.client.get("/api/readings/latest", query_string={"device_id": DEVICE})
+    readings = latest.get_json()["readings"]
+    assert {reading["sensor_type"] for reading in readings} == {"collectd"}
+    fields = {
+        (reading["sensor"], f"{key}.{dsname}"): value
+        for reading in readings
+        for key, sources in reading["payload"].items()
+        for dsname, value in sources.items()
+    }
+    for name in [("cpu-0", "percent-user.value"), ("memory", "memory-used.value")]:
+        assert name in fields, sorted(fields)
+    assert ("interface-lo", "if_octets.rx") in fields
+    now = datetime.now(timezone.utc)
+    for (sensor, field), value in sorted(fields.items()):
+        series = receiver.client.get(
+            "/api/analytics/series",
+            query_string={
+                "device_id": DEVICE,
+                "sensor": sensor,
+                "field": field,
+                "bucket": "1h",
+                "start": rfc3339(now - timedelta(hours=2)),
+                "end": rfc3339(now + timedelta(hours=1)),
+            },
+        )
+        assert series.status_code == 200, (sensor, field, series.get_json())
+        buckets = series.get_json()["buckets"]
+        if value is None:  # collectd's NaN: no number to bucket
+            continue
+        assert sum(bucket["count"] for bucket in buckets) >= 1, (sensor, field)
+        assert min(b["min"] for b in buckets) <= value <= max(b["max"] for b in buckets)

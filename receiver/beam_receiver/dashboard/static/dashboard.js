@@ -1,5 +1,6 @@
 /* beam-receiver dashboard: draws one uPlot chart per (sensor, numeric payload field) of a
- * node from /api/analytics/series, over the range picked in the range selector.
+ * node from /api/analytics/series, over the range picked in the range selector. A collectd
+ * plugin instance is one sensor whose fields are "type[-type_instance].dsname".
  *
  * State is reported on #charts as data attributes (data-state, data-charts, data-points) and
  * per chart (data-points), so people and the browser test can see what was drawn. */
@@ -57,19 +58,57 @@
     return NaN;
   }
 
-  /* [{sensor, sensorType, fields: [...]}] from the latest reading of each sensor. */
+  /* The chartable fields of one reading's payload. An agent's are its top-level numbers. A
+   * collectd value list's payload is {"type[-type_instance]": {dsname: value}}, flattened
+   * one level to "type[-type_instance].dsname" (percent-user.value, if_octets.rx), the path
+   * /api/analytics/series reads; a null there is collectd's NaN, still a numeric field. */
+  function payloadFields(sensorType, payload) {
+    var fields = [];
+    Object.keys(payload).forEach(function (key) {
+      var value = payload[key];
+      if (sensorType !== "collectd") {
+        if (isNumber(value)) {
+          fields.push(key);
+        }
+        return;
+      }
+      if (value && typeof value === "object" && !Array.isArray(value)) {
+        Object.keys(value).forEach(function (dsname) {
+          if (isNumber(value[dsname]) || value[dsname] === null) {
+            fields.push(key + "." + dsname);
+          }
+        });
+      }
+    });
+    return fields;
+  }
+
+  /* [{sensor, sensorType, fields: [...]}] from the latest readings: one per agent sensor,
+   * one per value list of a collectd plugin instance at its newest time (cpu-0's
+   * percent-user, percent-idle, ...), whose fields are merged into one sensor. */
   function sensorsFromLatest(body) {
     var readings = body.readings || [];
+    var bySensor = {};
     var sensors = [];
     readings.forEach(function (reading) {
-      var payload = reading.payload || {};
-      var fields = Object.keys(payload).filter(function (key) {
-        return isNumber(payload[key]);
-      });
-      fields.sort();
-      if (fields.length) {
-        sensors.push({ sensor: reading.sensor, sensorType: reading.sensor_type, fields: fields });
+      var fields = payloadFields(reading.sensor_type, reading.payload || {});
+      if (!fields.length) {
+        return;
       }
+      var sensor = bySensor[reading.sensor];
+      if (!sensor) {
+        sensor = { sensor: reading.sensor, sensorType: reading.sensor_type, fields: [] };
+        bySensor[reading.sensor] = sensor;
+        sensors.push(sensor);
+      }
+      fields.forEach(function (field) {
+        if (sensor.fields.indexOf(field) < 0) {
+          sensor.fields.push(field);
+        }
+      });
+    });
+    sensors.forEach(function (sensor) {
+      sensor.fields.sort();
     });
     sensors.sort(function (a, b) {
       return a.sensor < b.sensor ? -1 : a.sensor > b.sensor ? 1 : 0;
@@ -147,7 +186,7 @@
    * legend and y labels carry the field's unit; times are ISO 8601 in the viewer's zone. */
   function chartOptions(chart, width, startS, endS) {
     var field = chart.field;
-    var unit = beamFormat.unitOf(field);
+    var unit = chart.unit;
     function legendValue(self, value) {
       return value == null ? "—" : beamFormat.valueText(unit, value);
     }
@@ -194,7 +233,7 @@
         },
         {
           size: axisSize(chart.element),
-          incrs: unit === "bytes" ? beamFormat.byteIncrements() : undefined,
+          incrs: beamFormat.isBytes(unit) ? beamFormat.byteIncrements() : undefined,
           values: function (self, splits) {
             var format = beamFormat.axisFormatter(unit, splits);
             var labels = splits.map(format);
@@ -249,7 +288,7 @@
         var options = chartOptions(
           chart, chartWidth(chart.body), start.getTime() / 1000, end.getTime() / 1000
         );
-        chart.element.dataset.unit = beamFormat.unitOf(chart.field);
+        chart.element.dataset.unit = chart.unit;
         chart.plot = new uPlot(options, series.columns, chart.body);
         chart.element.dataset.state = "drawn";
         return series.points;
@@ -286,7 +325,7 @@
 
   /* Move a chart's frame out of the grid into the facts list: "sensor · field  7.6 GiB". */
   function addFact(chart, range, value) {
-    var unit = beamFormat.unitOf(chart.field);
+    var unit = chart.unit;
     var item = element("div", "fact");
     item.dataset.sensor = chart.sensor;
     item.dataset.field = chart.field;
@@ -342,7 +381,14 @@
         var body = element("div", "chart-body");
         box.appendChild(body);
         grid.appendChild(box);
-        charts.push({ sensor: sensor.sensor, field: field, element: box, body: body, plot: null });
+        charts.push({
+          sensor: sensor.sensor,
+          field: field,
+          unit: beamFormat.unitOf(field, sensor.sensorType),
+          element: box,
+          body: body,
+          plot: null
+        });
       });
     });
     return Promise.all(charts.map(function (chart) {

@@ -1,8 +1,10 @@
 /* beam-receiver dashboard: units and dates shared by the fleet and node pages.
  *
  * window.beamFormat.unitOf(field) names a field's unit from its name (*_bytes, *_percent,
- * *_pct, temperature / *_c, usv_per_hr, ...); axisFormatter(unit, values) picks one scale
- * for a whole axis (all ticks in MiB, say), valueText(unit, v) formats one value.
+ * *_pct, temperature / *_c, usv_per_hr, ...); unitOf(field, "collectd") from the collectd
+ * type the field belongs to ("memory-used.value" is bytes, "if_octets.rx" bytes/s);
+ * axisFormatter(unit, values) picks one scale for a whole axis (all ticks in MiB, say),
+ * valueText(unit, v) formats one value.
  * Dates are ISO 8601 in the viewer's time zone: isoLocal(seconds) gives
  * "2026-12-04 17:08:45 +01:00". */
 (function () {
@@ -30,7 +32,43 @@
     [/^cps$|_cps$/, "counts/s"]
   ];
 
-  function unitOf(field) {
+  /* collectd's types (types.db) by what their values count. A field is
+   * "type[-type_instance].dsname"; the rates assume StoreRates true, as docs/receiver.md
+   * configures write_http (without it a derive or counter is the raw, ever-growing count). */
+  var COLLECTD_UNITS = {
+    memory: "bytes",
+    swap: "bytes",
+    df_complex: "bytes",
+    bytes: "bytes",
+    percent: "%",
+    percent_bytes: "%",
+    percent_inodes: "%",
+    humidity: "%",
+    if_octets: "bytes/s",
+    disk_octets: "bytes/s",
+    io_octets: "bytes/s",
+    if_packets: "packets/s",
+    if_dropped: "packets/s",
+    if_errors: "errors/s",
+    disk_ops: "ops/s",
+    disk_merged: "ops/s",
+    cpu: "jiffies/s",
+    temperature: "°C",
+    cpufreq: "hz",
+    frequency: "hz",
+    uptime: "s",
+    voltage: "V"
+  };
+
+  function collectdUnit(field) {
+    var type = String(field || "").split(".")[0].split("-")[0];
+    return Object.prototype.hasOwnProperty.call(COLLECTD_UNITS, type) ? COLLECTD_UNITS[type] : "";
+  }
+
+  function unitOf(field, sensorType) {
+    if (sensorType === "collectd") {
+      return collectdUnit(field);
+    }
     var name = String(field || "").toLowerCase();
     for (var i = 0; i < UNIT_RULES.length; i++) {
       if (UNIT_RULES[i][0].test(name)) {
@@ -71,6 +109,11 @@
     return steps;
   }
 
+  /* Bytes, or bytes per second: both scale in binary units (KiB, KiB/s). */
+  function isBytes(unit) {
+    return unit === "bytes" || unit === "bytes/s";
+  }
+
   function grouped(value, decimals) {
     return value.toLocaleString("en-US", {
       minimumFractionDigits: decimals,
@@ -89,9 +132,9 @@
   }
 
   function scaled(unit, magnitude) {
-    if (unit === "bytes") {
+    if (isBytes(unit)) {
       var b = scaleIndex(magnitude, 1024, IEC.length);
-      return { divisor: Math.pow(1024, b), suffix: IEC[b] };
+      return { divisor: Math.pow(1024, b), suffix: IEC[b] + (unit === "bytes/s" ? "/s" : "") };
     }
     if (unit === "hz" || unit === "MHz") {
       var offset = unit === "MHz" ? 2 : 0;
@@ -109,12 +152,31 @@
     return suffix === "%" || suffix === "°C" ? text + "\u202f" + suffix : text + " " + suffix;
   }
 
-  /* A formatter for every tick of one axis: one scale and one precision for all of them. */
+  /* A formatter for every tick of one axis: one scale and one precision for all of them.
+   * The scale is the largest tick's, unless the ticks step by less than that unit and it
+   * would take more than two decimals: then the step's unit ("2 400 MiB", not
+   * "2.34375 GiB"; "6 500 B/s", not "6.34766 KiB/s"). */
   function axisFormatter(unit, values) {
     var finite = (values || []).filter(isNumber);
     var largest = finite.reduce(function (m, v) { return Math.max(m, Math.abs(v)); }, 0);
     var scale = scaled(unit, largest);
     var decimals = decimalsFor(finite.map(function (v) { return v / scale.divisor; }));
+    var sorted = finite.slice().sort(function (a, b) { return a - b; });
+    var step = 0;
+    for (var i = 1; i < sorted.length; i++) {
+      var gap = sorted[i] - sorted[i - 1];
+      if (gap > 0 && (!step || gap < step)) {
+        step = gap;
+      }
+    }
+    if (decimals > 2 && step) {
+      var fine = scaled(unit, step);
+      var fineDecimals = decimalsFor(finite.map(function (v) { return v / fine.divisor; }));
+      if (fine.divisor < scale.divisor && fineDecimals < decimals) {
+        scale = fine;
+        decimals = fineDecimals;
+      }
+    }
     return function (value) {
       if (!isNumber(value)) {
         return "";
@@ -235,6 +297,7 @@
     unitOf: unitOf,
     axisFormatter: axisFormatter,
     byteIncrements: byteIncrements,
+    isBytes: isBytes,
     valueText: valueText,
     isoLocal: isoLocal,
     timeTicks: timeTicks,
