@@ -222,6 +222,10 @@ def _send(
     token = _token_of(kind, name)
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
+    # A fresh connection per request: a kept-alive one that gunicorn closes after its idle
+    # keep-alive (2 s; a busy machine's hypothesis pauses are longer) would race the next
+    # POST, which requests does not retry, and the campaign would fail on the client's side.
+    headers["Connection"] = "close"
     kwargs["headers"] = headers
     sent_body = kwargs.get("json")
     if is_write and "json" in kwargs and encoding < 15:
