@@ -71,8 +71,11 @@ def test_sensor_facts_runs_on_arm():
 
 
 def test_a_wrong_beam_arch_is_refused_naming_host_and_variable():
-    result = playbook("agents.yml", "--limit", "beam-mol-rollout-a3", "-e", "beam_arch=armv7l")
+    """A Pi's wheelhouse for an x86_64 node (an operator's slip in the inventory) is refused
+    before anything changes. On x86_64 a1: the check is the same on every node, and an
+    emulated node's run costs a minute."""
+    result = playbook("agents.yml", "--limit", "beam-mol-rollout-a1", "-e", "beam_arch=aarch64")
     assert result.returncode != 0
     said = " ".join((result.stdout + result.stderr).split())
-    assert "beam-mol-rollout-a3: beam_arch is armv7l, the node's architecture is aarch64" in said, said[-2000:]
-    assert on_node("beam-mol-rollout-a3", "systemctl", "is-active", "beam-agent").stdout.strip() == "active"
+    assert "beam-mol-rollout-a1: beam_arch is aarch64, the node's architecture is x86_64" in said, said[-2000:]
+    assert on_node("beam-mol-rollout-a1", "systemctl", "is-active", "beam-agent").stdout.strip() == "active"
