@@ -392,6 +392,41 @@ def test_latest_holds_every_value_list_of_a_plugin_instance(receiver: Receiver) 
     assert sorted(cpu0) == sorted(f"percent-{state}" for state in states)
 
 
+def test_latest_holds_the_newest_of_each_value_list_of_one_read(receiver: Receiver) -> None:
+    """collectd stamps each value list as it reads it: one read of df-root is a few ms
+    apart. latest answers the newest of each value list of that read, not only those that
+    share the newest millisecond, and never an older read's."""
+    base = single()
+
+    def value_list(type_instance: str, time_s: float, value: float) -> dict[str, Any]:
+        return change(
+            base,
+            plugin="df",
+            plugin_instance="root",
+            type="df_complex",
+            type_instance=type_instance,
+            time=time_s,
+            values=[value],
+        )
+
+    older = [value_list(name, 1_770_000_000.0, 1.0) for name in ("free", "used", "reserved")]
+    read = [
+        value_list("free", 1_770_000_010.001, 2.0),
+        value_list("used", 1_770_000_010.002, 3.0),
+        value_list("reserved", 1_770_000_010.003, 4.0),
+    ]
+    again = [value_list("reserved", 1_770_000_010.5, 5.0)]  # within the read's spread: newest wins
+    assert post(receiver, older + read + again).status_code == 200
+    answer = receiver.get("/api/readings/latest", device_id=DEVICE).get_json()
+    df = {
+        key: row["payload"][key]["value"]
+        for row in answer["readings"]
+        if row["sensor"] == "df-root"
+        for key in row["payload"]
+    }
+    assert df == {"df_complex-free": 2.0, "df_complex-used": 3.0, "df_complex-reserved": 5.0}
+
+
 def test_a_node_that_sends_only_collectd_is_seen_in_the_fleet(receiver: Receiver) -> None:
     before = receiver.get(f"/api/nodes/{DEVICE}").get_json()
     assert before["last_seen"] is None and before["status"] == "offline"

@@ -32,6 +32,8 @@ from typing import Any, Optional
 
 import pytest
 
+from beam_receiver.storage.base import COLLECTD_READ_SPREAD_MS
+
 from tests.support.constants import PASSWORD, USER
 from tests.support.readings import rfc3339
 from tests.support.receiver import ReceiverProcess, configure_receiver
@@ -715,9 +717,10 @@ def collectd_bodies(now_s: float) -> list[list[dict[str, Any]]]:
 
 def collectd_page(bodies: list[list[dict[str, Any]]]) -> tuple[list[str], dict[str, str]]:
     """What the node page should show, worked out here the way the page is meant to: every
-    value list of a plugin instance's newest time gives "type[-type_instance].dsname"
-    fields; a field whose values moved is a chart, one that held a value (zeros here) or
-    had only nulls (collectd's NaN) is a fact, "steady" or "empty"."""
+    value list of a plugin instance's newest read (stamped up to COLLECTD_READ_SPREAD_MS
+    before the newest) gives "type[-type_instance].dsname" fields; a field whose values
+    moved is a chart, one that held a value (zeros here) or had only nulls (collectd's NaN)
+    is a fact, "steady" or "empty"."""
     items = [item for body in bodies for item in body]
 
     def sensor(item: dict[str, Any]) -> str:
@@ -736,7 +739,7 @@ def collectd_page(bodies: list[list[dict[str, Any]]]) -> tuple[list[str], dict[s
     shown = {
         (sensor(item), f"{key(item)}.{dsname}")
         for item in items
-        if round(item["time"] * 1000) == newest[sensor(item)]
+        if round(item["time"] * 1000) >= newest[sensor(item)] - COLLECTD_READ_SPREAD_MS
         for dsname in item["dsnames"]
     }
     charts, facts = [], {}

@@ -66,15 +66,20 @@ READING_FILTERS = {
     "end_ms": "ts_ms < ?",
     "after_id": "id > ?",
 }
-# Every reading of a sensor's newest timestamp: one for an agent's sensor, and each value
-# list of a collectd plugin instance (cpu-0's cpu-user, cpu-system, ... share sensor and time).
+# How far before a collectd plugin instance's newest value list its others may be stamped:
+# collectd stamps each value list as it reads it, so one read of df-root's df_complex-free,
+# -used and percent_bytes-used can be a few milliseconds apart. Far below any interval.
+COLLECTD_READ_SPREAD_MS = 1000
+# Every reading of a sensor's newest timestamp: one for an agent's sensor; for a collectd
+# plugin instance, its value lists of the newest read (cpu-0's percent-user, percent-system,
+# ...), which latest_readings narrows to the newest of each.
 LATEST_READINGS = f"""
     SELECT {", ".join("r." + c.strip() for c in READING_COLUMNS.split(","))}
     FROM sensors AS s
-    JOIN readings AS r ON r.device_id = s.device_id AND r.sensor = s.sensor AND r.ts_ms = (
+    JOIN readings AS r ON r.device_id = s.device_id AND r.sensor = s.sensor AND r.ts_ms >= (
         SELECT max(ts_ms) FROM readings
         WHERE device_id = s.device_id AND sensor = s.sensor
-    )
+    ) - CASE WHEN s.sensor_type = 'collectd' THEN {COLLECTD_READ_SPREAD_MS} ELSE 0 END
 """
 # A node that sends only collectd is seen through it: its last value lists say it is alive.
 # A node with heartbeats keeps their word (collectd must not hide a dead agent).
@@ -425,14 +430,22 @@ class Storage(ABC):
         return [reading_dict(row) for row in rows[:limit]], next_cursor
 
     def latest_readings(self, device_id: Optional[str] = None) -> list[dict[str, Any]]:
-        """The readings of every sensor's newest timestamp (of one device's sensors): one per
-        agent sensor, one per value list of a collectd plugin instance."""
+        """The newest readings of every sensor (of one device's sensors): one per agent
+        sensor; for a collectd plugin instance, the newest of each of its value lists."""
         params: tuple[str, ...] = ()
-        sql = LATEST_READINGS + " ORDER BY s.device_id, s.sensor, r.id"
+        sql = LATEST_READINGS + " ORDER BY s.device_id, s.sensor, r.ts_ms, r.id"
         if device_id is not None:
-            sql = LATEST_READINGS + " WHERE s.device_id = ? ORDER BY s.sensor, r.id"
+            sql = LATEST_READINGS + " WHERE s.device_id = ? ORDER BY s.sensor, r.ts_ms, r.id"
             params = (device_id,)
-        return [reading_dict(row) for row in self.read(sql, params)]
+        newest: dict[tuple[Any, ...], dict[str, Any]] = {}  # later rows replace earlier ones
+        for row in self.read(sql, params):
+            reading = reading_dict(row)
+            key: tuple[Any, ...] = (reading["device_id"], reading["sensor"])
+            if reading["sensor_type"] == "collectd":  # a value list: {"type-instance": {...}}
+                key += tuple(sorted(reading["payload"]))
+            newest.pop(key, None)
+            newest[key] = reading
+        return sorted(newest.values(), key=lambda r: (r["device_id"], r["sensor"]))
 
     def count_readings(self) -> int:
         """How many readings are stored (the tests' and the copy command's check)."""
