@@ -514,27 +514,15 @@ def test_the_fleet_page_shows_the_last_rollout_the_nodes_report(client: FlaskCli
             "rollout": rollout,
         }
 
-    send_heartbeat(
-        client,
-        "beamrider-0001",
-        ago_s=0,
-        software_version="1.1.0",
-        metrics={"release": release("1.1.0", "1.0.0", new, back="1.2.0")},
-    )
-    send_heartbeat(
-        client,
-        "beamrider-0002",
-        ago_s=0,
-        software_version="1.1.0",
-        metrics={"release": release("1.1.0", "1.0.0", old)},
-    )
-    send_heartbeat(
-        client,
-        "stray-0009",
-        ago_s=0,
-        software_version="1.2.0",
-        metrics={"release": release("1.2.0", "1.1.0", new)},
-    )
+    reported = {
+        "beamrider-0001": release("1.1.0", "1.0.0", new, back="1.2.0"),  # the canary, rolled back
+        "beamrider-0002": release("1.1.0", "1.0.0", old),  # last changed by an older rollout
+        "stray-0009": release("1.2.0", "1.1.0", new),  # switched to 1.2.0
+    }
+    for node_id, record in reported.items():
+        send_heartbeat(
+            client, node_id, ago_s=0, software_version=record["active"], metrics={"release": record}
+        )
     nodes = client.get("/api/nodes", headers={"Authorization": "Bearer ops-token"}).get_json()
     assert nodes["last_rollout"] == {
         "id": new,
