@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-import requests
 
 from beam_agent.config import ConfigError, load_config
 from beam_agent.push import (
@@ -219,11 +218,11 @@ def test_requests_ca_bundle_does_not_replace_ca_file(
     assert client.post_json("/api/telemetry", {}).ok
 
 
-def tls_error(code: int, message: str) -> requests.exceptions.SSLError:
-    cause = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {message}")
-    cause.verify_code = code
-    cause.verify_message = message
-    return requests.exceptions.SSLError(cause)
+def tls_error(code: int, message: str) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {message}")
+    error.verify_code = code
+    error.verify_message = message
+    return error
 
 
 def test_classification_of_tls_failures(tmp_path: Path) -> None:
@@ -233,19 +232,19 @@ def test_classification_of_tls_failures(tmp_path: Path) -> None:
     assert "certificate has expired" in expired.message and "clock" in expired.message
     early = network_failure(tls_error(9, "certificate is not yet valid"), 10.0, ca_file)
     assert "this node's clock" in early.message
-    plain = network_failure(requests.ConnectionError("connection refused"), 10.0, ca_file)
+    plain = network_failure(ConnectionRefusedError(111, "Connection refused"), 10.0, ca_file)
     assert plain.kind is OutcomeKind.RETRY and plain.message.startswith("network error:")
-    timeout = network_failure(requests.Timeout("read timed out"), 10.0, ca_file)
+    timeout = network_failure(TimeoutError("timed out"), 10.0, ca_file)
     assert timeout.kind is OutcomeKind.RETRY
-    # urllib3 checking the name itself raises a CertificateError without OpenSSL's fields
-    urllib3_words = ssl.CertificateError("hostname 'localhost' doesn't match 'receiver.example'")
-    named = network_failure(requests.exceptions.SSLError(urllib3_words), 10.0, ca_file)
+    # a name check in Python raises a CertificateError without OpenSSL's fields
+    python_words = ssl.CertificateError("hostname 'localhost' doesn't match 'receiver.example'")
+    named = network_failure(python_words, 10.0, ca_file)
     assert named.kind is OutcomeKind.TLS
     assert named.message.startswith(
         "TLS: the receiver's certificate does not name the host in api_url "
         "(hostname 'localhost' doesn't match 'receiver.example')"
     )
-    other = network_failure(requests.exceptions.SSLError(ssl.SSLEOFError(8, "EOF")), 10.0, None)
+    other = network_failure(ssl.SSLEOFError(8, "EOF"), 10.0, None)
     assert other.message == "TLS: the TLS handshake with the receiver failed (EOF)"
     key_ids = network_failure(tls_error(30, "subject key identifier mismatch"), 10.0, ca_file)
     assert "is not trusted by the CA in ca_file" in key_ids.message  # not a host name problem
