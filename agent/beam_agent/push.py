@@ -11,6 +11,7 @@ sent again (the receiver stores it once), never lost.
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import gzip
 import json
@@ -322,7 +323,8 @@ def proxy_for(scheme: str, host: str) -> Optional[str]:
 
     proxies = urllib.request.getproxies_environment()
     url = proxies.get(scheme) or proxies.get("all")
-    if not url or urllib.request.proxy_bypass_environment(host, proxies):
+    bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not url or bypass(host, proxies):
         return None
     return url if "://" in url else f"http://{url}"
 
@@ -535,10 +537,9 @@ class ReceiverClient:
         content = answer.content
         encoding = answer.headers.get("content-encoding", "").lower()
         if encoding in ("gzip", "deflate"):
-            try:
+            # a body that does not unpack: classify says what it can from the raw bytes
+            with contextlib.suppress(OSError, EOFError, ValueError):
                 content = unpack_bounded(content, encoding, MAX_RESPONSE_BYTES)
-            except (OSError, EOFError, ValueError):
-                pass  # classify says what it can from the raw bytes
         outcome = classify(answer.status, answer.headers, content, url)
         log.debug("POST %s (%d bytes) -> %s", url, len(data), outcome.message)
         return outcome

@@ -34,6 +34,7 @@ from beam_agent.reading import Reading
 from tests.support.agent import AgentProcess, counter_sensor, write_agent_config
 from tests.support.constants import DEVICE, DEVICE_TOKEN
 from tests.support.processes import Command
+from tests.support.raw_http import ForwardProxy
 from tests.support.receiver_double import ReceiverDouble
 from tests.support.tls import FleetPki, ServerCertificate, TLSProxy, make_fleet_pki
 from tests.support.waiting import wait_for
@@ -372,3 +373,23 @@ def test_the_agent_names_a_wrong_host_name_in_status_and_logs_it_once(
     heartbeats = [m for m in messages if "registration failed" in m or "heartbeat failed" in m]
     assert len(pushes) == 1 and "TLS: the receiver's certificate" in pushes[0], messages
     assert len(heartbeats) == 1 and "TLS:" in heartbeats[0], messages
+
+
+def test_https_through_a_proxy_from_the_environment_tunnels_and_verifies(
+    clients: list[ReceiverClient],
+    https: TLSProxy,
+    pki: FleetPki,
+    receiver: ReceiverDouble,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTPS_PROXY: a CONNECT tunnel, TLS end to end with the receiver (the proxy sees no
+    token), the certificate verified against ca_file for the receiver's name."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with ForwardProxy() as forward:
+        monkeypatch.setenv("HTTPS_PROXY", forward.url)
+        client = client_for(clients, https.url("localhost"), pki.ca.cert)
+        assert client.post_json("/api/telemetry", {}).ok
+        assert forward.request_lines == [f"CONNECT localhost:{https.port} HTTP/1.1"]
+        assert "authorization" not in forward.headers[0]
+        assert len(receiver.requests()) == 1
