@@ -27,7 +27,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
@@ -112,6 +111,8 @@ def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> O
     try:
         seconds = float(text)
     except ValueError:
+        from email.utils import parsedate_to_datetime  # about 2 MiB: only for a date
+
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):  # Python 3.9 raises TypeError on junk
@@ -365,7 +366,9 @@ class Connection:
                 user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
                 self.proxy_auth = "Basic " + base64.b64encode(user.encode()).decode("ascii")
         context = tls_context(ca_file) if scheme == "https" else None  # before connecting
-        self.sock = socket.create_connection(address, timeout=timeout_s)
+        # An ASCII name as bytes: given str, getaddrinfo loads the idna codec (and unicodedata)
+        name = address[0].encode("ascii") if address[0].isascii() else address[0]
+        self.sock = socket.create_connection((name, address[1]), timeout=timeout_s)  # type: ignore[arg-type]
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.rfile = self.sock.makefile("rb")
