@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -206,6 +205,8 @@ def ca_file_problem(path: Path) -> Optional[str]:
         return f"cannot read {path}: {exc.strerror or exc}"
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    import ssl  # only for an https receiver with a ca_file: an http agent never loads OpenSSL
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:  # as the push loads it
         context.load_verify_locations(cafile=str(path))

@@ -10,26 +10,29 @@ sent again (the receiver stores it once), never lost.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import enum
 import gzip
 import json
 import logging
 import math
+import os
 import random
 import re
-import ssl
+import socket
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional
+from urllib.parse import unquote, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from requests.auth import AuthBase
+if TYPE_CHECKING:  # imported when an https receiver or a proxy needs it, not at start
+    import ssl
 
 from beam_agent.queue import ReadingQueue
 from beam_agent.reading import Reading, utc_now
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 
 READINGS_PATH = "/api/readings"
 MAX_RESPONSE_BYTES = 64 * 1024  # an answer is a small JSON object; an error page may be big
+MAX_LINE_BYTES = 8192  # a status or header line longer than this is no receiver's answer
+MAX_HEADERS = 100
 MAX_RETRY_AFTER_S = 3600.0  # a far-future HTTP date must not park the agent for days
 BACKOFF_CHECK_S = 1.0  # how often a waiting pusher looks whether a heartbeat got through
 # How often an idle pusher (nothing queued) looks at `stop` when nobody wakes it; readings
@@ -106,6 +111,8 @@ def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> O
     try:
         seconds = float(text)
     except ValueError:
+        from email.utils import parsedate_to_datetime  # about 2 MiB: only for a date
+
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):  # Python 3.9 raises TypeError on junk
@@ -187,10 +194,11 @@ def classify(status: int, headers: Any, content: bytes, url: str = "") -> PushOu
 
 def network_failure(exc: OSError, timeout_s: float, ca_file: Optional[Path] = None) -> PushOutcome:
     """A request that got no answer: `tls` when TLS refused the receiver, else `retry`."""
-    problem = None if isinstance(exc, requests.Timeout) else tls_problem(exc, ca_file)
+    timed_out = isinstance(exc, (socket.timeout, TimeoutError))
+    problem = None if timed_out else tls_problem(exc, ca_file)
     if problem is not None:
         return PushOutcome(OutcomeKind.TLS, None, f"TLS: {problem}")
-    if isinstance(exc, requests.Timeout):
+    if timed_out:
         text = f"no answer within {timeout_s:g} s ({type(exc).__name__})"
     else:
         text = f"{type(exc).__name__}: {exc}"
@@ -210,11 +218,12 @@ def tls_problem(exc: BaseException, ca_file: Optional[Path]) -> Optional[str]:
     Stable for a given cause (no ports, object ids or source lines), so the pusher logs a
     TLS problem once, not on every retry.
     """
-    if not isinstance(exc, requests.RequestException):
-        # requests checks that a CA file path exists before it connects
-        if ca_file is None:
-            return None
-        return f"cannot read ca_file {ca_file} ({exc}); put the fleet CA's certificate there"
+    if isinstance(exc, CaFileError):
+        return f"cannot read ca_file {exc.path} ({exc.cause}); put the fleet CA's certificate there"
+    if "ssl" not in sys.modules:  # nothing imported ssl, so nothing raised an ssl.SSLError
+        return None
+    import ssl
+
     cause = ssl_error_in(exc)
     if cause is None:
         return None
@@ -249,7 +258,7 @@ def tls_problem(exc: BaseException, ca_file: Optional[Path]) -> Optional[str]:
 
 
 def ssl_words(error: ssl.SSLError) -> str:
-    """OpenSSL's words for `error`; one raised in Python (urllib3's) has only its args."""
+    """OpenSSL's words for `error`; one raised in Python has only its args."""
     for name in ("verify_message", "reason"):
         text = getattr(error, name, None)
         if text:
@@ -258,7 +267,9 @@ def ssl_words(error: ssl.SSLError) -> str:
 
 
 def ssl_error_in(exc: BaseException) -> Optional[ssl.SSLError]:
-    """The ssl.SSLError under requests' and urllib3's wrappers, if one caused `exc`."""
+    """The ssl.SSLError that is `exc` or caused it, if any."""
+    import ssl
+
     seen: set[int] = set()
     pending: list[Any] = [exc]
     while pending:
@@ -273,23 +284,187 @@ def ssl_error_in(exc: BaseException) -> Optional[ssl.SSLError]:
     return None
 
 
-class BearerToken(AuthBase):
-    """Sets the Authorization header per request (and keeps ~/.netrc from replacing it)."""
+class CaFileError(OSError):
+    """ca_file could not be read when a connection was set up (it is read for each one)."""
 
-    def __init__(self, token: str) -> None:
-        self.token = token
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(f"cannot read ca_file {path}: {cause}")
+        self.path = path
+        self.cause = cause
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
 
-    def __repr__(self) -> str:
-        return "BearerToken(<hidden>)"
+class ReceiverDisconnected(ConnectionError):
+    """The connection closed before an answer's status line arrived."""
+
+
+def tls_context(ca_file: Optional[Path]) -> ssl.SSLContext:
+    """Verification against ca_file, or the default CA store; ssl is imported here, so an
+    agent with an http:// receiver never loads OpenSSL."""
+    import ssl
+
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # ca_file only, not also the defaults
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except ssl.SSLError:
+            raise
+        except OSError as exc:
+            raise CaFileError(ca_file, exc) from exc
+    return context
+
+
+def proxy_for(scheme: str, host: str) -> Optional[str]:
+    """The proxy URL the environment names for `scheme` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY),
+    unless NO_PROXY exempts `host`; as requests did. urllib.request is imported only when a
+    proxy variable is set at all."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not url or bypass(host, proxies):
+        return None
+    return url if "://" in url else f"http://{url}"
+
+
+class Headers(dict):  # type: ignore[type-arg]
+    """An answer's header fields; names are looked up in any case."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Headers
+    content: bytes
+    keep_alive: bool
+
+
+class Connection:
+    """One HTTP/1.1 connection to the receiver, directly or through a proxy (absolute URIs
+    for http, a CONNECT tunnel for https). Standard library sockets only: http.client would
+    import ssl, and with it OpenSSL, even for an http:// receiver."""
+
+    def __init__(
+        self, scheme: str, host: str, port: int, timeout_s: float, ca_file: Optional[Path]
+    ) -> None:
+        self.requests = 0
+        self.proxy_auth: Optional[str] = None
+        proxy = proxy_for(scheme, host)
+        self.via_proxy = proxy is not None and scheme == "http"
+        if proxy is None:
+            address = (host, port)
+        else:
+            parts = urlsplit(proxy)
+            address = (parts.hostname or "", parts.port or 80)
+            if parts.username is not None:
+                user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+                self.proxy_auth = "Basic " + base64.b64encode(user.encode()).decode("ascii")
+        context = tls_context(ca_file) if scheme == "https" else None  # before connecting
+        # An ASCII name as bytes: given str, getaddrinfo loads the idna codec (and unicodedata)
+        name = address[0].encode("ascii") if address[0].isascii() else address[0]
+        self.sock = socket.create_connection((name, address[1]), timeout=timeout_s)  # type: ignore[arg-type]
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.rfile = self.sock.makefile("rb")
+            if proxy is not None and scheme == "https":
+                self.tunnel(host, port)
+            if context is not None:
+                self.rfile.close()
+                self.sock = context.wrap_socket(self.sock, server_hostname=host)
+                self.rfile = self.sock.makefile("rb")
+        except BaseException:
+            self.close()
+            raise
+
+    def tunnel(self, host: str, port: int) -> None:
+        target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+        if self.proxy_auth is not None:
+            lines.append(f"Proxy-Authorization: {self.proxy_auth}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        status, _ = self.read_head()
+        if status != 200:
+            raise OSError(f"the proxy refused to connect to {target}: HTTP {status}")
+
+    def request(self, target: str, headers: dict[str, str], body: bytes, limit: int) -> Answer:
+        self.requests += 1
+        lines = [f"POST {target} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if self.via_proxy and self.proxy_auth is not None:
+            lines.append(f"Proxy-Authorization: {self.proxy_auth}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.sock.sendall(head + body)
+        while True:
+            status, fields = self.read_head()
+            if not 100 <= status < 200:
+                break
+        content, complete = self.read_body(fields, limit)
+        connection = fields.get("connection", "").lower()
+        keep_alive = complete and "close" not in connection and status != 101
+        return Answer(status, fields, content, keep_alive)
+
+    def read_head(self) -> tuple[int, Headers]:
+        line = self.rfile.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            raise ReceiverDisconnected("the receiver closed the connection without an answer")
+        parts = line.decode("latin-1").split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise ConnectionError(f"not an HTTP answer: {line[:80]!r}")
+        fields = Headers()
+        for _ in range(MAX_HEADERS + 1):
+            line = self.rfile.readline(MAX_LINE_BYTES + 1)
+            if line in (b"\r\n", b"\n", b""):
+                return int(parts[1]), fields
+            name, _, value = line.decode("latin-1").partition(":")
+            fields[name.strip().lower()] = value.strip()
+        raise ConnectionError("an answer with too many header fields")
+
+    def read_body(self, fields: Headers, limit: int) -> tuple[bytes, bool]:
+        """At most `limit` bytes of the body, and whether it was read to its end (only then
+        can the connection carry another request)."""
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                line = self.rfile.readline(MAX_LINE_BYTES + 1)
+                length = int(line.split(b";")[0].strip() or b"0", 16)
+                if length == 0:
+                    while self.rfile.readline(MAX_LINE_BYTES + 1) not in (b"\r\n", b"\n", b""):
+                        pass  # trailer fields
+                    return b"".join(chunks), True
+                size += length
+                if size > limit:
+                    return b"".join(chunks), False
+                chunks.append(self.rfile.read(length))
+                self.rfile.readline(MAX_LINE_BYTES + 1)
+        length_field = fields.get("content-length")
+        if length_field is not None and length_field.strip().isdigit():
+            length = int(length_field)
+            if length > limit:
+                return self.rfile.read(limit), False
+            content = self.rfile.read(length)
+            return content, len(content) == length
+        return self.rfile.read(limit), False  # until the receiver closes it
+
+    def close(self) -> None:
+        for part in (getattr(self, "rfile", None), self.sock):
+            try:
+                if part is not None:
+                    part.close()
+            except OSError:
+                pass
 
 
 class ReceiverClient:
     """HTTP to one receiver over a kept-alive connection; never retries by itself (the
-    retry policy is `drain`'s and `Pusher`'s) and never logs the token."""
+    retry policy is `drain`'s and `Pusher`'s), except once on a fresh connection when a
+    kept-alive one turns out closed, and never logs the token."""
 
     def __init__(
         self,
@@ -303,28 +478,33 @@ class ReceiverClient:
         ca_file: Optional[Path] = None,
     ) -> None:
         """`ca_file`: a PEM bundle to verify an https receiver against instead of the default
-        CA bundle; it is read for each new connection, so a corrected file is picked up."""
+        CA store; it is read for each new connection, so a corrected file is picked up."""
         self.api_url = api_url.rstrip("/")
+        parts = urlsplit(self.api_url)
+        self.scheme = parts.scheme.lower()
+        if self.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"api_url must be http:// or https://HOST[:PORT], not {api_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.scheme == "https" else 80)
+        self.netloc = parts.netloc.rpartition("@")[2]
+        self.base_path = parts.path
         self.device_id = device_id
         self.token = token
         self.timeout_s = timeout_s
         self.gzip_min_bytes = gzip_min_bytes
         self.ca_file = ca_file
-        # Given per request: a session-wide setting would lose to REQUESTS_CA_BUNDLE.
-        self.verify: Union[bool, str] = str(ca_file) if ca_file is not None else True
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update(
-            {
-                "User-Agent": f"beam-agent/{agent_version}",
-                "X-Beam-Device": device_id,
-                "X-Beam-Agent-Version": agent_version,
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            }
-        )
+        self.connection: Optional[Connection] = None
+        self.lock = threading.Lock()  # the pusher and the heartbeat share the client
+        self.headers = {
+            "Host": self.netloc,
+            "User-Agent": f"beam-agent/{agent_version}",
+            "Accept-Encoding": "gzip, deflate",
+            "Accept": "application/json",
+            "Connection": "keep-alive",
+            "X-Beam-Device": device_id,
+            "X-Beam-Agent-Version": agent_version,
+            "Content-Type": "application/json",
+        }
 
     def post_readings(self, readings: Sequence[Reading]) -> PushOutcome:
         return self.post_json(READINGS_PATH, {"readings": [r.to_dict() for r in readings]})
@@ -332,7 +512,7 @@ class ReceiverClient:
     def post_json(self, path: str, body: dict[str, Any]) -> PushOutcome:
         """POST a JSON document to `path` under api_url; every failure becomes an outcome."""
         data = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
-        headers = {}
+        headers = dict(self.headers)
         if len(data) >= self.gzip_min_bytes:
             data = gzip.compress(data, compresslevel=6, mtime=0)
             headers["Content-Encoding"] = "gzip"
@@ -345,43 +525,75 @@ class ReceiverClient:
         if not TOKEN_PATTERN.fullmatch(token):
             problem = "empty" if not token else "not a single printable ASCII word"
             return PushOutcome(OutcomeKind.AUTH, None, f"device token is {problem}")
+        headers["Authorization"] = f"Bearer {token}"
+        headers["Content-Length"] = str(len(data))
         url = self.api_url + path
         try:
-            response = self.session.post(
-                url,
-                data=data,
-                headers=headers,
-                auth=BearerToken(token),
-                timeout=self.timeout_s,
-                allow_redirects=False,
-                stream=True,
-                verify=self.verify,
-            )
-            with response:
-                content = read_bounded(response, MAX_RESPONSE_BYTES)
-        except OSError as exc:  # requests' exceptions, and a CA file that is not there
+            with self.lock:
+                answer = self.exchange(path, headers, data)
+        except (OSError, ValueError) as exc:  # ValueError: a garbled chunk size
+            if not isinstance(exc, OSError):
+                exc = ConnectionError(f"a garbled answer: {exc}")
             outcome = network_failure(exc, self.timeout_s, self.ca_file)
             log.debug("POST %s failed: %s", url, outcome.message)
             return outcome
-        outcome = classify(response.status_code, response.headers, content, url)
+        content = answer.content
+        encoding = answer.headers.get("content-encoding", "").lower()
+        if encoding in ("gzip", "deflate"):
+            # a body that does not unpack: classify says what it can from the raw bytes
+            with contextlib.suppress(OSError, EOFError, ValueError):
+                content = unpack_bounded(content, encoding, MAX_RESPONSE_BYTES)
+        outcome = classify(answer.status, answer.headers, content, url)
         log.debug("POST %s (%d bytes) -> %s", url, len(data), outcome.message)
         return outcome
 
+    def exchange(self, path: str, headers: dict[str, str], data: bytes) -> Answer:
+        """One request and its answer. A kept-alive connection the receiver (or something
+        between) has closed in the meantime shows only when it is used: then the request is
+        sent once more on a fresh connection. That is safe: a reading sent twice is stored
+        once (the receiver keys readings by device and seq), a heartbeat twice is harmless."""
+        target = self.base_path + path
+        if self.scheme == "http" and proxy_for("http", self.host) is not None:
+            target = f"http://{self.netloc}{target}"
+        for attempt in (1, 2):
+            reused = self.connection is not None
+            if self.connection is None:
+                self.connection = Connection(
+                    self.scheme, self.host, self.port, self.timeout_s, self.ca_file
+                )
+            connection = self.connection
+            try:
+                answer = connection.request(target, headers, data, MAX_RESPONSE_BYTES)
+            except (ReceiverDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                self.drop_connection()
+                if reused and attempt == 1:
+                    log.debug("kept-alive connection closed (%s); sending again", exc)
+                    continue
+                raise
+            except BaseException:
+                self.drop_connection()
+                raise
+            if not answer.keep_alive:
+                self.drop_connection()
+            return answer
+        raise AssertionError("unreachable")
+
+    def drop_connection(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
     def close(self) -> None:
-        self.session.close()
+        with self.lock:
+            self.drop_connection()
 
 
-def read_bounded(response: requests.Response, limit: int) -> bytes:
-    """At most `limit` bytes of the body. A body read to its end lets the connection be
-    reused; a longer one is cut off and its connection closed."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(8192):
-        size += len(chunk)
-        if size > limit:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
+def unpack_bounded(data: bytes, encoding: str, limit: int) -> bytes:
+    """A gzip- or deflate-encoded body, unpacked to at most `limit` bytes."""
+    import zlib
+
+    window = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    return zlib.decompressobj(window).decompress(data, limit)
 
 
 class Backoff:

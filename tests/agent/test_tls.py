@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-import requests
 
 from beam_agent.config import ConfigError, load_config
 from beam_agent.push import (
@@ -35,6 +34,7 @@ from beam_agent.reading import Reading
 from tests.support.agent import AgentProcess, counter_sensor, write_agent_config
 from tests.support.constants import DEVICE, DEVICE_TOKEN
 from tests.support.processes import Command
+from tests.support.raw_http import ForwardProxy
 from tests.support.receiver_double import ReceiverDouble
 from tests.support.tls import FleetPki, ServerCertificate, TLSProxy, make_fleet_pki
 from tests.support.waiting import wait_for
@@ -219,11 +219,11 @@ def test_requests_ca_bundle_does_not_replace_ca_file(
     assert client.post_json("/api/telemetry", {}).ok
 
 
-def tls_error(code: int, message: str) -> requests.exceptions.SSLError:
-    cause = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {message}")
-    cause.verify_code = code
-    cause.verify_message = message
-    return requests.exceptions.SSLError(cause)
+def tls_error(code: int, message: str) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {message}")
+    error.verify_code = code
+    error.verify_message = message
+    return error
 
 
 def test_classification_of_tls_failures(tmp_path: Path) -> None:
@@ -233,19 +233,19 @@ def test_classification_of_tls_failures(tmp_path: Path) -> None:
     assert "certificate has expired" in expired.message and "clock" in expired.message
     early = network_failure(tls_error(9, "certificate is not yet valid"), 10.0, ca_file)
     assert "this node's clock" in early.message
-    plain = network_failure(requests.ConnectionError("connection refused"), 10.0, ca_file)
+    plain = network_failure(ConnectionRefusedError(111, "Connection refused"), 10.0, ca_file)
     assert plain.kind is OutcomeKind.RETRY and plain.message.startswith("network error:")
-    timeout = network_failure(requests.Timeout("read timed out"), 10.0, ca_file)
+    timeout = network_failure(TimeoutError("timed out"), 10.0, ca_file)
     assert timeout.kind is OutcomeKind.RETRY
-    # urllib3 checking the name itself raises a CertificateError without OpenSSL's fields
-    urllib3_words = ssl.CertificateError("hostname 'localhost' doesn't match 'receiver.example'")
-    named = network_failure(requests.exceptions.SSLError(urllib3_words), 10.0, ca_file)
+    # a name check in Python raises a CertificateError without OpenSSL's fields
+    python_words = ssl.CertificateError("hostname 'localhost' doesn't match 'receiver.example'")
+    named = network_failure(python_words, 10.0, ca_file)
     assert named.kind is OutcomeKind.TLS
     assert named.message.startswith(
         "TLS: the receiver's certificate does not name the host in api_url "
         "(hostname 'localhost' doesn't match 'receiver.example')"
     )
-    other = network_failure(requests.exceptions.SSLError(ssl.SSLEOFError(8, "EOF")), 10.0, None)
+    other = network_failure(ssl.SSLEOFError(8, "EOF"), 10.0, None)
     assert other.message == "TLS: the TLS handshake with the receiver failed (EOF)"
     key_ids = network_failure(tls_error(30, "subject key identifier mismatch"), 10.0, ca_file)
     assert "is not trusted by the CA in ca_file" in key_ids.message  # not a host name problem
@@ -373,3 +373,23 @@ def test_the_agent_names_a_wrong_host_name_in_status_and_logs_it_once(
     heartbeats = [m for m in messages if "registration failed" in m or "heartbeat failed" in m]
     assert len(pushes) == 1 and "TLS: the receiver's certificate" in pushes[0], messages
     assert len(heartbeats) == 1 and "TLS:" in heartbeats[0], messages
+
+
+def test_https_through_a_proxy_from_the_environment_tunnels_and_verifies(
+    clients: list[ReceiverClient],
+    https: TLSProxy,
+    pki: FleetPki,
+    receiver: ReceiverDouble,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTPS_PROXY: a CONNECT tunnel, TLS end to end with the receiver (the proxy sees no
+    token), the certificate verified against ca_file for the receiver's name."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with ForwardProxy() as forward:
+        monkeypatch.setenv("HTTPS_PROXY", forward.url)
+        client = client_for(clients, https.url("localhost"), pki.ca.cert)
+        assert client.post_json("/api/telemetry", {}).ok
+        assert forward.request_lines == [f"CONNECT localhost:{https.port} HTTP/1.1"]
+        assert "authorization" not in forward.headers[0]
+        assert len(receiver.requests()) == 1
