@@ -5,7 +5,8 @@ is about a millisecond a second, so figures from two runs do not compare. Here t
 `--before` and from `--after` (two source trees, e.g. `git worktree add /tmp/before main`) run
 at once against one real receiver, each in collectd_compare.py's fair configuration (one
 `system` sensor, top_processes = 0, collectd's interfaces) and again with `[push]
-interval_ms` at the read interval, beside collectd reading the same.
+interval_ms` at the read interval, beside collectd reading the same. Each tree's agent runs
+from its own wheel in a venv of its own, as on a node.
 
 Run: .venv/bin/python bench/agent_ab.py --before /tmp/before --after . [--window-s 600]
 """
@@ -45,8 +46,11 @@ def main() -> int:
     receiver = cc.start_receiver(directory, tokens, 1)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        executables = {
+            tree: cc.install_agent(path.resolve(), directory / f"{tree}-venv")
+            for tree, path in (("before", args.before), ("after", args.after))
+        }
         for name in agents:
-            tree = (args.before if name.startswith("before") else args.after).resolve()
             sensor = {
                 "name": "system",
                 "type": "system",
@@ -65,7 +69,7 @@ def main() -> int:
                 **({"push": push} if push else {}),
             )
             agent = AgentProcess(
-                config, env={"PYTHONPATH": str(tree / "agent")}, log=directory / f"{name}.log"
+                config, log=directory / f"{name}.log", executable=executables[name.split("-")[0]]
             )
             processes[name] = agent.start()
         conf = cc.collectd_config(

@@ -11,7 +11,8 @@ In one run, against one real `beam-receiver serve` on 127.0.0.1 (its own temp di
   kernel has them) at the same interval, posting through write_http (`Format "JSON"`,
   `StoreRates true`) to the receiver's POST /api/collectd with its own device token.
 
-Each process has its own device token; the three agents and collectd post at once.
+Each process has its own device token; the three agents and collectd post at once. The
+agents run as on a node: this tree's wheel installed into a venv of its own (`install_agent`).
 
 1. Steady state, --window-s long: CPU seconds (utime + stime of the process and its waited
    children, from /proc/<pid>/stat) per hour of work and peak RSS (VmHWM) of each, the
@@ -121,6 +122,24 @@ def collectd_version() -> str:
 
 
 # -- the receiver -------------------------------------------------------------------------
+
+
+def install_agent(tree: Path, venv: Path) -> Path:
+    """beam-agent as a node runs it: the tree's wheel with its dependencies in a venv of its
+    own (as the collection installs it). Not this interpreter's editable install, whose
+    import hook (a .pth file, importlib.util and more) adds about 2 MiB that no node has."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"{tree}[agent]",
+        ],
+        check=True,
+    )
+    return venv / "bin" / "beam-agent"
 
 
 def start_receiver(directory: Path, tokens: dict[str, str], workers: int) -> ReceiverProcess:
@@ -336,11 +355,14 @@ def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     processes: dict[str, subprocess.Popen[bytes]] = {}
     agents: dict[str, AgentProcess] = {}
     try:
+        executable = install_agent(ROOT, directory / "agent-venv")
         for name in AGENTS:
             config = agent_config(
                 directory, name, receiver.url, tokens[name], args.interval_s, interfaces
             )
-            agents[name] = AgentProcess(config, log=directory / f"{name}.log")
+            agents[name] = AgentProcess(
+                config, log=directory / f"{name}.log", executable=executable
+            )
             processes[name] = agents[name].start()
         conf = collectd_config(
             directory, receiver.url, tokens[COLLECTD], args.interval_s, interfaces

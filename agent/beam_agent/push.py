@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
+import h11
+
 if TYPE_CHECKING:  # imported when an https receiver or a proxy needs it, not at start
     import ssl
 
@@ -41,8 +43,6 @@ log = logging.getLogger(__name__)
 
 READINGS_PATH = "/api/readings"
 MAX_RESPONSE_BYTES = 64 * 1024  # an answer is a small JSON object; an error page may be big
-MAX_LINE_BYTES = 8192  # a status or header line longer than this is no receiver's answer
-MAX_HEADERS = 100
 MAX_RETRY_AFTER_S = 3600.0  # a far-future HTTP date must not park the agent for days
 BACKOFF_CHECK_S = 1.0  # how often a waiting pusher looks whether a heartbeat got through
 # How often an idle pusher (nothing queued) looks at `stop` when nobody wakes it; readings
@@ -347,8 +347,9 @@ class Answer:
 
 class Connection:
     """One HTTP/1.1 connection to the receiver, directly or through a proxy (absolute URIs
-    for http, a CONNECT tunnel for https). Standard library sockets only: http.client would
-    import ssl, and with it OpenSSL, even for an http:// receiver."""
+    for http, a CONNECT tunnel for https). The protocol is h11's (framing, chunked bodies,
+    keep-alive rules); this class owns only the socket. Not http.client: it imports ssl, and
+    with it OpenSSL (about 4 MiB resident), even for an http:// receiver."""
 
     def __init__(
         self, scheme: str, host: str, port: int, timeout_s: float, ca_file: Optional[Path]
@@ -369,96 +370,88 @@ class Connection:
         # An ASCII name as bytes: given str, getaddrinfo loads the idna codec (and unicodedata)
         name = address[0].encode("ascii") if address[0].isascii() else address[0]
         self.sock = socket.create_connection((name, address[1]), timeout=timeout_s)  # type: ignore[arg-type]
+        self.http = h11.Connection(h11.CLIENT)
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.rfile = self.sock.makefile("rb")
             if proxy is not None and scheme == "https":
                 self.tunnel(host, port)
             if context is not None:
-                self.rfile.close()
                 self.sock = context.wrap_socket(self.sock, server_hostname=host)
-                self.rfile = self.sock.makefile("rb")
         except BaseException:
             self.close()
             raise
 
     def tunnel(self, host: str, port: int) -> None:
+        """CONNECT through the proxy; TLS then runs end to end inside the tunnel."""
         target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+        headers = [("Host", target)]
         if self.proxy_auth is not None:
-            lines.append(f"Proxy-Authorization: {self.proxy_auth}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        status, _ = self.read_head()
-        if status != 200:
-            raise OSError(f"the proxy refused to connect to {target}: HTTP {status}")
+            headers.append(("Proxy-Authorization", self.proxy_auth))
+        answer = self.exchange(h11.Request(method="CONNECT", target=target, headers=headers))
+        if answer.status != 200:
+            raise OSError(f"the proxy refused to connect to {target}: HTTP {answer.status}")
+        self.http = h11.Connection(h11.CLIENT)  # the tunnel is a new byte stream
 
     def request(self, target: str, headers: dict[str, str], body: bytes, limit: int) -> Answer:
         self.requests += 1
-        lines = [f"POST {target} HTTP/1.1"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
+        fields = list(headers.items())
         if self.via_proxy and self.proxy_auth is not None:
-            lines.append(f"Proxy-Authorization: {self.proxy_auth}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.sock.sendall(head + body)
-        while True:
-            status, fields = self.read_head()
-            if not 100 <= status < 200:
-                break
-        content, complete = self.read_body(fields, limit)
-        connection = fields.get("connection", "").lower()
-        keep_alive = complete and "close" not in connection and status != 101
-        return Answer(status, fields, content, keep_alive)
+            fields.append(("Proxy-Authorization", self.proxy_auth))
+        return self.exchange(h11.Request(method="POST", target=target, headers=fields), body, limit)
 
-    def read_head(self) -> tuple[int, Headers]:
-        line = self.rfile.readline(MAX_LINE_BYTES + 1)
-        if not line:
-            raise ReceiverDisconnected("the receiver closed the connection without an answer")
-        parts = line.decode("latin-1").split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ConnectionError(f"not an HTTP answer: {line[:80]!r}")
+    def exchange(self, request: h11.Request, body: bytes = b"", limit: int = 0) -> Answer:
+        """Send `request` with `body`, and read the answer's status, fields and at most
+        `limit` bytes of its content. A protocol error (a garbled answer) is a
+        ConnectionError, like any other broken connection."""
+        try:
+            out = self.http.send(request) or b""
+            if body:
+                out += self.http.send(h11.Data(data=body)) or b""
+            self.sock.sendall(out + (self.http.send(h11.EndOfMessage()) or b""))
+            return self.read_answer(limit)
+        except h11.ProtocolError as exc:
+            raise ConnectionError(f"a garbled answer: {exc}") from exc
+
+    def read_answer(self, limit: int) -> Answer:
+        status: Optional[int] = None
         fields = Headers()
-        for _ in range(MAX_HEADERS + 1):
-            line = self.rfile.readline(MAX_LINE_BYTES + 1)
-            if line in (b"\r\n", b"\n", b""):
-                return int(parts[1]), fields
-            name, _, value = line.decode("latin-1").partition(":")
-            fields[name.strip().lower()] = value.strip()
-        raise ConnectionError("an answer with too many header fields")
-
-    def read_body(self, fields: Headers, limit: int) -> tuple[bytes, bool]:
-        """At most `limit` bytes of the body, and whether it was read to its end (only then
-        can the connection carry another request)."""
-        if "chunked" in fields.get("transfer-encoding", "").lower():
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                line = self.rfile.readline(MAX_LINE_BYTES + 1)
-                length = int(line.split(b";")[0].strip() or b"0", 16)
-                if length == 0:
-                    while self.rfile.readline(MAX_LINE_BYTES + 1) not in (b"\r\n", b"\n", b""):
-                        pass  # trailer fields
-                    return b"".join(chunks), True
-                size += length
-                if size > limit:
-                    return b"".join(chunks), False
-                chunks.append(self.rfile.read(length))
-                self.rfile.readline(MAX_LINE_BYTES + 1)
-        length_field = fields.get("content-length")
-        if length_field is not None and length_field.strip().isdigit():
-            length = int(length_field)
-            if length > limit:
-                return self.rfile.read(limit), False
-            content = self.rfile.read(length)
-            return content, len(content) == length
-        return self.rfile.read(limit), False  # until the receiver closes it
+        chunks: list[bytes] = []
+        size = 0
+        received = 0
+        while True:
+            event = self.http.next_event()
+            if event is h11.NEED_DATA:
+                data = self.sock.recv(65536)
+                received += len(data)
+                if not received:  # closed before a byte of an answer: maybe never read
+                    raise ReceiverDisconnected(
+                        "the receiver closed the connection without an answer"
+                    )
+                self.http.receive_data(data)  # b"" (closed) ends an unframed body
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                for name, value in event.headers:
+                    key, text = name.decode("latin-1"), value.decode("latin-1")
+                    fields[key] = f"{fields[key]}, {text}" if key in fields else text
+                if self.http.their_state is h11.SWITCHED_PROTOCOL:  # a CONNECT tunnel is up
+                    return Answer(status, fields, b"", False)
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                chunks.append(event.data)
+                if size > limit:  # too big to be the receiver's answer: stop, and close
+                    return Answer(status or 0, fields, b"".join(chunks)[:limit], False)
+            elif isinstance(event, h11.EndOfMessage):
+                assert status is not None
+                keep_alive = self.http.our_state is h11.DONE and self.http.their_state is h11.DONE
+                if keep_alive:
+                    self.http.start_next_cycle()
+                return Answer(status, fields, b"".join(chunks), keep_alive)
+            elif not isinstance(event, h11.InformationalResponse):  # ConnectionClosed, PAUSED
+                raise ReceiverDisconnected(f"the connection ended in the answer: {event!r}")
 
     def close(self) -> None:
-        for part in (getattr(self, "rfile", None), self.sock):
-            try:
-                if part is not None:
-                    part.close()
-            except OSError:
-                pass
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 class ReceiverClient:
@@ -531,9 +524,7 @@ class ReceiverClient:
         try:
             with self.lock:
                 answer = self.exchange(path, headers, data)
-        except (OSError, ValueError) as exc:  # ValueError: a garbled chunk size
-            if not isinstance(exc, OSError):
-                exc = ConnectionError(f"a garbled answer: {exc}")
+        except OSError as exc:
             outcome = network_failure(exc, self.timeout_s, self.ca_file)
             log.debug("POST %s failed: %s", url, outcome.message)
             return outcome

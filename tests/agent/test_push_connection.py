@@ -15,7 +15,7 @@ from beam_agent.push import OutcomeKind, ReceiverClient
 
 from tests.support.agent import write_agent_config
 from tests.support.constants import DEVICE, DEVICE_TOKEN
-from tests.support.raw_http import ClosingServer, DroppingServer, ForwardProxy
+from tests.support.raw_http import ClosingServer, DroppingServer, ForwardProxy, ScriptedServer
 from tests.support.receiver_double import ReceiverDouble
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +69,71 @@ def test_a_fresh_connection_dropped_without_an_answer_is_not_sent_again(
         assert outcome.kind is OutcomeKind.RETRY and outcome.status is None
         assert "closed the connection without an answer" in outcome.message
         assert len(server.request_lines) == 1
+
+
+def chunked(*parts: bytes) -> bytes:
+    """A 200 with `parts` as chunks (one with a chunk extension) and a trailer field."""
+    body = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(part), part) for part in parts)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"
+    return head + b"\r\n\r\n" + body + b"0\r\nX-Trailer: t\r\n\r\n"
+
+
+CHUNKED_OK = chunked(b'{"accepted":3', b',"duplicates":1}')
+UNFRAMED_OK = b'HTTP/1.0 200 OK\r\n\r\n{"accepted":2,"duplicates":0}'
+
+
+def test_a_chunked_answer_is_read_whole_and_keeps_the_connection(
+    clients: list[ReceiverClient],
+) -> None:
+    with ScriptedServer([CHUNKED_OK, CHUNKED_OK]) as server:
+        client = client_for(clients, server.url)
+        outcomes = [client.post_json("/api/readings", {"readings": []}) for _ in range(2)]
+        assert [(o.kind, o.accepted, o.duplicates) for o in outcomes] == [
+            (OutcomeKind.OK, 3, 1)
+        ] * 2
+        assert server.connections == 1
+
+
+def test_an_answer_without_a_length_is_read_to_the_close_and_not_reused(
+    clients: list[ReceiverClient],
+) -> None:
+    with ScriptedServer([UNFRAMED_OK]) as server:
+        client = client_for(clients, server.url)
+        outcomes = [client.post_json("/api/readings", {"readings": []}) for _ in range(2)]
+        assert [(o.kind, o.accepted) for o in outcomes] == [(OutcomeKind.OK, 2)] * 2
+        assert server.connections == 2 and client.connection is None
+
+
+def test_an_oversized_answer_is_cut_at_64_kib_and_its_connection_closed(
+    clients: list[ReceiverClient],
+) -> None:
+    page = b"<html>" + b"x" * (1 << 20)
+    oversized = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page)
+    with ScriptedServer([oversized, oversized]) as server:
+        client = client_for(clients, server.url)
+        outcome = client.post_json("/api/readings", {"readings": []})
+        assert outcome.kind is OutcomeKind.RETRY and outcome.status == 502
+        assert client.connection is None  # the rest of the page is never read
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"SSH-2.0-OpenSSH_9.2\r\n",  # api_url's port is another service
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Length: 7\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["not-http", "two-lengths", "garbled-chunk"],
+)
+def test_a_garbled_answer_is_a_retry_that_names_it(
+    clients: list[ReceiverClient], raw: bytes
+) -> None:
+    with ScriptedServer([raw]) as server:
+        client = client_for(clients, server.url)
+        outcome = client.post_json("/api/readings", {"readings": []})
+        assert outcome.kind is OutcomeKind.RETRY and outcome.status is None
+        assert "garbled answer" in outcome.message
+        assert client.connection is None
 
 
 def test_http_proxy_from_the_environment_gets_absolute_uris(

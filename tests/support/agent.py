@@ -93,13 +93,16 @@ class AgentProcess(ChildProcess):
         env: Optional[Mapping[str, str]] = None,
         log: Optional[Path] = None,
         to_console: bool = False,
+        executable: Optional[Path] = None,
     ) -> None:
+        """`executable`: a `beam-agent` script to run instead of this interpreter's."""
         super().__init__(None if to_console else log or config.parent / "agent.log", env)
         self.config = config
         self.state_dir = load_config(config).state_dir
+        self.command = [str(executable)] if executable else program("beam-agent")
 
     def start(self, config: Optional[Path] = None) -> subprocess.Popen[bytes]:
-        return self.spawn([*program("beam-agent"), "run", "--config", str(config or self.config)])
+        return self.spawn([*self.command, "run", "--config", str(config or self.config)])
 
     def terminate(self) -> int:
         """SIGTERM; the contract: exit status 0 within 10 s."""

@@ -1,6 +1,7 @@
 """Small loopback servers speaking raw HTTP/1.1, for what the receiver double cannot do: a
-server that closes each kept-alive connection after one answer, and a forward proxy (absolute
-URIs for http, CONNECT tunnels for https), both recording what they saw."""
+server that closes each kept-alive connection after one answer, one that answers with given
+bytes, and a forward proxy (absolute URIs for http, CONNECT tunnels for https), all
+recording what they saw."""
 
 from __future__ import annotations
 
@@ -101,6 +102,24 @@ class DroppingServer(LoopbackServer):
         request = read_request(conn.makefile("rb"))
         if request is not None:
             self.record(request[0], request[1])
+
+
+class ScriptedServer(LoopbackServer):
+    """Answers the requests of each connection with `answers` in turn, as raw bytes (chunked,
+    unframed, oversized or not HTTP at all), and closes the connection after the last."""
+
+    def __init__(self, answers: list[bytes]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def serve(self, conn: socket.socket) -> None:
+        stream = conn.makefile("rb")
+        for raw in self.answers:
+            request = read_request(stream)
+            if request is None:
+                return
+            self.record(request[0], request[1])
+            conn.sendall(raw)
 
 
 class ForwardProxy(LoopbackServer):
