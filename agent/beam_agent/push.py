@@ -330,6 +330,12 @@ def proxy_for(scheme: str, host: str) -> Optional[str]:
     return url if "://" in url else f"http://{url}"
 
 
+def lookup_name(host: str) -> str | bytes:
+    """`host` as getaddrinfo should get it: an ASCII name as bytes, because a str makes the
+    socket module load the idna codec, with stringprep and unicodedata, for good."""
+    return host.encode("ascii") if host.isascii() else host
+
+
 class Headers(dict):  # type: ignore[type-arg]
     """An answer's header fields; names are looked up in any case."""
 
@@ -367,9 +373,10 @@ class Connection:
                 user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
                 self.proxy_auth = "Basic " + base64.b64encode(user.encode()).decode("ascii")
         context = tls_context(ca_file) if scheme == "https" else None  # before connecting
-        # An ASCII name as bytes: given str, getaddrinfo loads the idna codec (and unicodedata)
-        name = address[0].encode("ascii") if address[0].isascii() else address[0]
-        self.sock = socket.create_connection((name, address[1]), timeout=timeout_s)  # type: ignore[arg-type]
+        self.sock = socket.create_connection(
+            (lookup_name(address[0]), address[1]),  # type: ignore[arg-type]
+            timeout=timeout_s,
+        )
         self.http = h11.Connection(h11.CLIENT)
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -101,9 +101,10 @@ class Agent:
         for name in ("pusher", "telemetry"):
             self.threads[name].join(max(0.1, deadline - time.monotonic()))
         self._save_sensor_stats()
+        depth = self.queue_depth()  # before closing: a closed queue has no depth to tell
         if not self.threads["pusher"].is_alive():
             self.queue.close()
-        log.info("agent stopped; %d readings queued for the next start", self.queue_depth())
+        log.info("agent stopped; %d readings queued for the next start", depth)
         return 0
 
     def queue_depth(self) -> int:

@@ -15,6 +15,7 @@ import psutil
 
 from beam_agent import PROTOCOL_VERSION, __version__
 from beam_agent.config import AgentConfig
+from beam_agent.push import lookup_name
 from beam_agent.reading import format_timestamp, utc_now
 
 
@@ -24,7 +25,7 @@ def local_ip_address(api_url: str) -> Optional[str]:
     host = parts.hostname or "127.0.0.1"
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        family = socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)[0]
+        family = socket.getaddrinfo(lookup_name(host), port, proto=socket.IPPROTO_UDP)[0]
         with socket.socket(family[0], socket.SOCK_DGRAM) as sock:
             sock.connect(family[4])
             address: str = sock.getsockname()[0]

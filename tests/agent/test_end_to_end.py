@@ -76,3 +76,6 @@ def test_sigterm_commits_what_was_read(tmp_path: Path) -> None:
         assert status["counters"]["pushed"] == 0
         assert status["last_push"] is not None and "503" in str(status["last_push"])
         assert status["sensors"]["fast"]["readings"] >= status["depth"]
+        # the last log line tells the operator what waits for the next start
+        stopped = f"agent stopped; {status['depth']} readings queued for the next start"
+        assert stopped in agent.log_tail(), agent.log_tail()

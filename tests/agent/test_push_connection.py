@@ -161,20 +161,26 @@ def test_no_proxy_exempts_the_receiver(
         assert proxy.request_lines == [] and len(receiver.requests()) == 1
 
 
+LEFT_OUT = ("ssl", "_ssl", "requests", "urllib3", "http.client", "shutil", "encodings.idna", "csv")
+
+
 def test_an_http_agent_loads_neither_openssl_nor_requests(tmp_path: Path) -> None:
     """What `beam-agent run` imports for an http:// receiver, in a fresh interpreter: ssl
-    (OpenSSL, about 4 MiB of RSS), requests and urllib3 stay out."""
-    script = """
+    (OpenSSL, about 4 MiB of RSS), requests and urllib3 stay out, and so do argparse's
+    shutil (with bz2 and lzma), the idna codec and csv."""
+    script = f"""
 import sys
 from pathlib import Path
-from beam_agent import cli, logs, runner
+from beam_agent import cli, logs, runner, telemetry
 from beam_agent.config import load_config
 from beam_agent.push import ReceiverClient
+cli.build_parser().parse_args(["run", "--config", sys.argv[1]])
 config = load_config(Path(sys.argv[1]), check_files=True)
 config.sensors[0].create_driver().read()
+telemetry.local_ip_address("http://localhost:9")
 client = ReceiverClient(config.api_url, "d", lambda: "t", 1.0, "1")
-client.post_json("/api/telemetry", {})  # nobody listens: a network error
-print(sorted(m for m in ("ssl", "_ssl", "requests", "urllib3", "http.client") if m in sys.modules))
+client.post_json("/api/telemetry", {{}})  # nobody listens: a network error
+print(sorted(m for m in {LEFT_OUT!r} if m in sys.modules))
 """
     config = write_agent_config(
         tmp_path,
