@@ -51,13 +51,7 @@ def main() -> int:
             for tree, path in (("before", args.before), ("after", args.after))
         }
         for name in agents:
-            sensor = {
-                "name": "system",
-                "type": "system",
-                "interval_ms": int(args.interval_s * 1000),
-                "top_processes": 0,
-                "interfaces": interfaces,
-            }
+            sensor = cc.fair_sensor(args.interval_s, interfaces)
             push = {"interval_ms": int(args.interval_s * 1000)} if name.endswith("push") else {}
             config = write_agent_config(
                 directory,

@@ -3,9 +3,10 @@
 In one run, against one real `beam-receiver serve` on 127.0.0.1 (its own temp directory):
 - `beam-agent run` at its default settings with one `system` sensor ("agent default": top
   processes, every network interface, temperatures, all of the driver's defaults);
-- `beam-agent run` reading what collectd reads ("agent fair": top_processes = 0 and the
-  same interfaces as collectd), and the same again with `[push] interval_ms` set to the
-  read interval ("push each interval": the pusher wakes once per read, not every second);
+- `beam-agent run` reading what collectd reads ("agent fair": top_processes = 0, the
+  same interfaces as collectd, temperatures only where collectd's thermal plugin loads),
+  and the same again with `[push] interval_ms` set to the read interval ("push each
+  interval": the pusher wakes once per read, not every second);
 - `collectd -f` (Debian's collectd-core, installed with apt when missing and run as root)
   with the cpu, memory, swap, load, df and interface plugins (thermal and cpufreq when the
   kernel has them) at the same interval, posting through write_http (`Format "JSON"`,
@@ -163,14 +164,10 @@ def agent_config(
     directory: Path, name: str, url: str, token: str, interval_s: float, interfaces: list[str]
 ) -> Path:
     """One `system` sensor at the interval; fair = only what collectd is configured to read."""
-    sensor: dict[str, object] = {
-        "name": "system",
-        "type": "system",
-        "interval_ms": int(interval_s * 1000),
-    }
+    sensor = fair_sensor(interval_s, interfaces)
+    if name == "agent-default":
+        sensor = {key: sensor[key] for key in ("name", "type", "interval_ms")}
     push = {}
-    if name != "agent-default":
-        sensor.update(top_processes=0, interfaces=interfaces)
     if name == "agent-fair-push":  # wake the pusher once per read, not every second
         push = {"push": {"interval_ms": int(interval_s * 1000)}}
     return write_agent_config(
@@ -178,12 +175,33 @@ def agent_config(
     )
 
 
+def has_thermal_zones() -> bool:
+    """Whether collectd's thermal plugin has anything to read here (collectd_config loads it
+    only then)."""
+    return any(Path("/sys/class/thermal").glob("thermal_zone*"))
+
+
+def fair_sensor(interval_s: float, interfaces: list[str]) -> dict[str, object]:
+    """The agent's `system` sensor reading what collectd_config has collectd read: no top
+    processes, collectd's interfaces, and temperatures only where collectd reads them too."""
+    sensor: dict[str, object] = {
+        "name": "system",
+        "type": "system",
+        "interval_ms": int(interval_s * 1000),
+        "top_processes": 0,
+        "interfaces": interfaces,
+    }
+    if not has_thermal_zones():
+        sensor["temperatures"] = False
+    return sensor
+
+
 def collectd_config(
     directory: Path, url: str, token: str, interval_s: float, interfaces: list[str]
 ) -> Path:
     """The plugins that read what the agent's system driver reads, posting to /api/collectd."""
     plugins = ["cpu", "memory", "swap", "load", "df", "interface"]
-    thermal = any(Path("/sys/class/thermal").glob("thermal_zone*"))
+    thermal = has_thermal_zones()
     cpufreq = Path("/sys/devices/system/cpu/cpu0/cpufreq").exists()
     plugins += ["thermal"] * thermal + ["cpufreq"] * cpufreq
     lines = [
