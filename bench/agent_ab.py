@@ -4,7 +4,7 @@ Why one run: on a shared machine the load changes from minute to minute, and the
 is about a millisecond a second, so figures from two runs do not compare. Here the agent from
 `--before` and from `--after` (two source trees, e.g. `git worktree add /tmp/before main`) run
 at once against one real receiver, each in collectd_compare.py's fair configuration (one
-`system` sensor, top_processes = 0, collectd's interfaces) and again with `[push]
+`system` sensor reading what collectd reads: `fair_sensor`) and again with `[push]
 interval_ms` at the read interval, beside collectd reading the same. Each tree's agent runs
 from its own wheel in a venv of its own, as on a node.
 

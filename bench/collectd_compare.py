@@ -125,6 +125,23 @@ def collectd_version() -> str:
 # -- the receiver -------------------------------------------------------------------------
 
 
+def start_receiver(directory: Path, tokens: dict[str, str], workers: int) -> ReceiverProcess:
+    receiver = configure_receiver(
+        directory,
+        devices=tokens,
+        operators={},
+        users={},
+        telemetry_interval_s=None,
+        workers=workers,
+        threads=4,
+    )
+    receiver.start()
+    return receiver
+
+
+# -- the agents and collectd ---------------------------------------------------------------
+
+
 def install_agent(tree: Path, venv: Path) -> Path:
     """beam-agent as a node runs it: the tree's wheel with its dependencies in a venv of its
     own (as the collection installs it). Not this interpreter's editable install, whose
@@ -143,30 +160,14 @@ def install_agent(tree: Path, venv: Path) -> Path:
     return venv / "bin" / "beam-agent"
 
 
-def start_receiver(directory: Path, tokens: dict[str, str], workers: int) -> ReceiverProcess:
-    receiver = configure_receiver(
-        directory,
-        devices=tokens,
-        operators={},
-        users={},
-        telemetry_interval_s=None,
-        workers=workers,
-        threads=4,
-    )
-    receiver.start()
-    return receiver
-
-
-# -- the agents and collectd ---------------------------------------------------------------
-
-
 def agent_config(
     directory: Path, name: str, url: str, token: str, interval_s: float, interfaces: list[str]
 ) -> Path:
     """One `system` sensor at the interval; fair = only what collectd is configured to read."""
-    sensor = fair_sensor(interval_s, interfaces)
-    if name == "agent-default":
-        sensor = {key: sensor[key] for key in ("name", "type", "interval_ms")}
+    sensor: dict[str, object] = {"name": "system", "type": "system"}
+    sensor["interval_ms"] = int(interval_s * 1000)
+    if name != "agent-default":
+        sensor = fair_sensor(interval_s, interfaces)
     push = {}
     if name == "agent-fair-push":  # wake the pusher once per read, not every second
         push = {"push": {"interval_ms": int(interval_s * 1000)}}
